@@ -1,0 +1,56 @@
+"""Model registry: a config's `model.name` -> a Flax Linen module.
+
+Models are pure functions of (variables, images): `model.init(rng, images)` makes the variables and
+`model.apply(variables, images, train=...)` runs it. `create_model(config.model)` builds the one a
+config names; `register_model` lets research code add its own under a new name.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from cnnjax.errors import ConfigError
+from cnnjax.models import convnet
+from cnnjax.models.layer_outputs import layer_outputs
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    'small_convnet_base': convnet.small_convnet_base,
+    'small_convnet': convnet.small_convnet,
+    'small_convnet_gap': convnet.small_convnet_gap,
+    'mnist_convnet': convnet.mnist_convnet,
+    'cats_vs_dogs_150': convnet.cats_vs_dogs_150,
+    'cats_vs_dogs_180': convnet.cats_vs_dogs_180,
+}
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def register_model(name: str, constructor: Callable[..., nn.Module]) -> None:
+  """Makes `constructor` available to configs as `model.name = name`."""
+  MODELS[name] = constructor
+
+
+def create_model(model_config) -> nn.Module:
+  """Builds the module a config's `model` group describes.
+
+  Fields read: `name`; optional `num_outputs`, `dropout_rate` (override the variant's defaults when
+  set: None or absent keeps them) and `dtype` ('float32' or 'bfloat16' compute).
+  """
+  name = model_config.name
+  if name not in MODELS:
+    raise ConfigError(f'model.name={name!r} is not a known model; choose one of {sorted(MODELS)} '
+                      'or register yours with cnnjax.models.register_model')
+  kwargs = {}
+  for field in ('num_outputs', 'dropout_rate'):
+    value = model_config.get(field)
+    if value is not None:
+      kwargs[field] = value
+  dtype = model_config.get('dtype', 'float32')
+  if dtype not in DTYPES:
+    raise ConfigError(f'model.dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}')
+  kwargs['dtype'] = DTYPES[dtype]
+  return MODELS[name](**kwargs)
+
+
+__all__ = ['MODELS', 'create_model', 'layer_outputs', 'register_model']

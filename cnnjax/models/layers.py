@@ -1,0 +1,139 @@
+"""The layers cnnjax models are built from, named after their Keras counterparts.
+
+Each layer is a Flax Linen module, so `capture_intermediates` records its output under the name the
+model gives it: that is how `layer_outputs` and the summary see inside a model. Convolution and dense
+layers apply their activation inside the module so that a recorded output is the activated one, as
+in Keras. Kernels start from Glorot-uniform and biases from zeros, as Keras initializes them.
+"""
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu,
+    'sigmoid': nn.sigmoid,
+    'softmax': nn.softmax,
+    'linear': lambda x: x,
+}
+
+
+def _activation(name: str | None) -> Callable[[jax.Array], jax.Array]:
+  if name is None:
+    return ACTIVATIONS['linear']
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}')
+  return ACTIVATIONS[name]
+
+
+class Conv2D(nn.Module):
+  """2-D convolution over NHWC images with an HWIO kernel, then an optional activation."""
+
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (1, 1)
+  padding: str = 'VALID'
+  activation: str | None = 'relu'
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', nn.initializers.glorot_uniform(), kernel_shape,
+                        self.param_dtype)
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), kernel.astype(self.dtype),
+        window_strides=tuple(self.strides), padding=self.padding.upper(),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return _activation(self.activation)(y)
+
+
+class Dense(nn.Module):
+  """Fully connected layer, then an optional activation."""
+
+  features: int
+  activation: str | None = None
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.glorot_uniform(),
+                        (x.shape[-1], self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
+    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+    return _activation(self.activation)(y)
+
+
+def _pool_window(x: jax.Array, pool: Sequence[int], reducer: Callable) -> jax.Array:
+  """Non-overlapping pooling (stride == window) as a reshape and a reduction.
+
+  Equivalent to `reduce_window` with 'VALID' padding: rows and columns that do not fill a window
+  are dropped. Written this way because the gradient of `reduce_window` max is slow on XLA:CPU,
+  while the gradient of a plain reduction is cheap on every backend.
+  """
+  ph, pw = pool
+  n, h, w, c = x.shape
+  oh, ow = h // ph, w // pw
+  x = x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
+  return reducer(x, axis=(2, 4))
+
+
+class MaxPooling2D(nn.Module):
+  """Max pooling; stride defaults to the window and the border is 'valid', as in Keras."""
+
+  pool_size: Sequence[int] = (2, 2)
+  strides: Sequence[int] | None = None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    strides = tuple(self.strides or self.pool_size)
+    if strides == tuple(self.pool_size):
+      return _pool_window(x, self.pool_size, jnp.max)
+    # Overlapping pooling has no reshape form.
+    return nn.max_pool(x, tuple(self.pool_size), strides=strides, padding='VALID')
+
+
+class AveragePooling2D(nn.Module):
+  """Average pooling; stride defaults to the window and the border is 'valid', as in Keras."""
+
+  pool_size: Sequence[int] = (2, 2)
+  strides: Sequence[int] | None = None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    strides = tuple(self.strides or self.pool_size)
+    if strides == tuple(self.pool_size):
+      return _pool_window(x, self.pool_size, jnp.mean)
+    return nn.avg_pool(x, tuple(self.pool_size), strides=strides, padding='VALID')
+
+
+class GlobalAveragePooling2D(nn.Module):
+  """Mean over the spatial axes: (N, H, W, C) -> (N, C)."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+class Flatten(nn.Module):
+  """(N, ...) -> (N, prod(...)), in row-major NHWC order as Keras flattens channels-last maps."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)
+
+
+class Rescaling(nn.Module):
+  """x * scale + offset, as Keras' Rescaling layer (e.g. scale 1/255 for 0..255 pixels)."""
+
+  scale: float
+  offset: float = 0.0
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x * self.scale + self.offset

@@ -1,0 +1,91 @@
+"""A Keras-style model summary: each layer's name, type, output shape and parameter count.
+
+The shapes come from tracing the model (`jax.eval_shape`), so a summary costs no computation and no
+memory even for a large model. Trainable and non-trainable totals follow a `trainable` predicate on
+parameter paths, so a frozen part of the model shows as non-trainable; variables outside the
+'params' collection (such as batch statistics) are always non-trainable, as in Keras.
+"""
+
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.models.layer_outputs import layer_outputs, layer_types
+
+ParamPath = tuple[str, ...]
+_WIDTHS = (29, 26, 10)
+_RULE = '_' * sum(_WIDTHS)
+_DOUBLE_RULE = '=' * sum(_WIDTHS)
+
+
+def abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Mapping[str, Any]:
+  """The model's variables as shapes only, for a batch of one `input_shape` image."""
+  images = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  return jax.eval_shape(model.init, jax.random.key(0), images)
+
+
+def _path_names(path) -> ParamPath:
+  return tuple(str(getattr(key, 'key', key)) for key in path)
+
+
+def parameter_counts(variables: Mapping[str, Any],
+                     trainable: Callable[[ParamPath], bool] | None = None) -> dict[str, int]:
+  """Counts of all, trainable and non-trainable parameters.
+
+  Args:
+    variables: a model's variables (arrays or shape structs).
+    trainable: a predicate on a parameter's path within 'params' (e.g. ('conv1', 'kernel'));
+      None means every parameter in 'params' trains.
+  """
+  counts = {'total': 0, 'trainable': 0, 'non_trainable': 0}
+  for collection, tree in variables.items():
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      size = int(np.prod(leaf.shape))
+      counts['total'] += size
+      trains = collection == 'params' and (trainable is None or trainable(_path_names(path)))
+      counts['trainable' if trains else 'non_trainable'] += size
+  return counts
+
+
+def _layer_sizes(variables: Mapping[str, Any]) -> dict[str, int]:
+  sizes: dict[str, int] = {}
+  for tree in variables.values():
+    for name, subtree in tree.items():
+      sizes[name] = sizes.get(name, 0) + sum(int(np.prod(x.shape)) for x in jax.tree.leaves(subtree))
+  return sizes
+
+
+def _row(*cells: str) -> str:
+  return ''.join(cell.ljust(width) for cell, width in zip(cells, _WIDTHS)).rstrip()
+
+
+def summary(model: nn.Module, input_shape: Sequence[int], *, variables: Mapping[str, Any] | None = None,
+            trainable: Callable[[ParamPath], bool] | None = None, name: str | None = None) -> str:
+  """The summary table as Keras 2 prints it, with `Total params: N` lines with thousands separators.
+
+  Args:
+    model: a Flax module whose layers are direct, named submodules.
+    input_shape: one image's shape, e.g. (28, 28, 1); the batch axis shows as None.
+    variables: the model's variables; None traces `model.init` (shapes only).
+    trainable: see `parameter_counts`.
+    name: the model's name in the heading; defaults to the module's class name.
+  """
+  if variables is None:
+    variables = abstract_variables(model, input_shape)
+  images = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  types = layer_types(model, variables, images)
+  shapes = jax.eval_shape(lambda v, x: layer_outputs(model, v, x), variables, images)
+  sizes = _layer_sizes(variables)
+  lines = [f'Model: "{name or type(model).__name__}"', _RULE,
+           _row('Layer (type)', 'Output Shape', 'Param #'), _DOUBLE_RULE]
+  for i, (layer, layer_type) in enumerate(types.items()):
+    shape = '(None, ' + ', '.join(str(d) for d in shapes[layer].shape[1:]) + ')'
+    lines.append(_row(f'{layer} ({layer_type})', shape, f'{sizes.get(layer, 0):,}'))
+    lines.append(_DOUBLE_RULE if i == len(types) - 1 else _RULE)
+  counts = parameter_counts(variables, trainable)
+  lines += [f"Total params: {counts['total']:,}", f"Trainable params: {counts['trainable']:,}",
+            f"Non-trainable params: {counts['non_trainable']:,}", _RULE]
+  return '\n'.join(lines)

@@ -1,0 +1,160 @@
+"""Training and evaluation of a config in a workdir: the main job's loop.
+
+`train_and_evaluate(config, workdir)` trains for `train.epochs`, validating after every epoch; after
+each epoch it checkpoints, writes `history.json` and the learning curves. Run again on the same
+workdir, it resumes from the latest checkpoint (weights, optimizer state, random key, epoch and
+history) and ends where an uninterrupted run would have ended: an epoch's shuffle depends only on
+(seed, epoch) and a step's dropout key only on (seed, step). Finally it restores the checkpoint with
+the best val_loss, evaluates it on the test split and writes `test_metrics.json`.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+
+from cnnjax import data as data_lib
+from cnnjax import history as history_lib
+from cnnjax.checkpointing import Checkpoints
+from cnnjax.errors import CnnjaxError, ConfigError
+from cnnjax.learning_curves import plot_learning_curves
+from cnnjax.losses import get_objective
+from cnnjax.models import create_model
+from cnnjax.optimizers import create_optimizer, learning_rate_schedule
+from cnnjax.progress import EpochProgress
+from cnnjax.steps import add_metrics, jit_steps, summarize
+from cnnjax.summary import summary
+from cnnjax.train_state import TrainState, create_train_state
+
+EpochCallback = Callable[[int, history_lib.History], None]
+
+
+def evaluate(eval_step: Callable, state: TrainState, dataset: data_lib.ArrayDataset,
+             batch_size: int) -> dict[str, float]:
+  """Mean loss and accuracy over a whole dataset (padded last batch masked out)."""
+  sums = None
+  for batch in data_lib.prefetch(data_lib.batches(dataset, batch_size)):
+    sums = add_metrics(sums, eval_step(state, batch))
+  return summarize(sums)
+
+
+def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the resolved config; says which fields differ from the one a resumed run used."""
+  path = os.path.join(workdir, 'config.json')
+  resolved = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    changed = [f'{group}.{key}' for group, fields in resolved.items() if isinstance(fields, dict)
+               for key, value in fields.items()
+               if previous.get(group, {}).get(key) != value]
+    changed += [key for key, value in resolved.items()
+                if not isinstance(value, dict) and previous.get(key) != value]
+    if changed:
+      print(f'note: resuming in {workdir} with changed config fields: {", ".join(changed)}')
+  history_lib.write_json(path, resolved)
+
+
+def _epoch_line(epoch: int, epochs: int, record: dict[str, float]) -> str:
+  return (f"epoch {epoch}/{epochs} - {record['epoch_seconds']:.1f}s - "
+          f"{record['images_per_second']:,.0f} images/s - loss: {record['loss']:.4f} - "
+          f"accuracy: {record['accuracy']:.4f} - val_loss: {record['val_loss']:.4f} - "
+          f"val_accuracy: {record['val_accuracy']:.4f}")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       on_epoch_end: EpochCallback | None = None) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming if it holds checkpoints) and tests the best epoch.
+
+  Args:
+    config: the experiment's config (see `cnnjax.config.base_config`).
+    workdir: where checkpoints, history, figures and the resolved config go.
+    on_epoch_end: called as `on_epoch_end(epoch, history)` after each epoch is saved.
+
+  Returns:
+    The test metrics: test_loss, test_accuracy and best_epoch.
+  """
+  train_config = config.train
+  if train_config.epochs < 1:
+    raise ConfigError(f'train.epochs must be at least 1, not {train_config.epochs}')
+  os.makedirs(workdir, exist_ok=True)
+  _save_config(config, workdir)
+
+  datasets = data_lib.load_datasets(config.data)
+  batch_size = train_config.batch_size
+  steps_per_epoch = data_lib.num_batches(len(datasets.train), batch_size, drop_remainder=True)
+  model = create_model(config.model)
+  objective = get_objective(train_config.loss)
+  tx = create_optimizer(train_config, steps_per_epoch)
+  schedule = learning_rate_schedule(train_config, steps_per_epoch)
+  state = create_train_state(model, tx, datasets.image_shape, config.seed)
+  print(summary(model, datasets.image_shape, name=config.model.name))
+  print(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
+        f'validation / {len(datasets.test):,} test images of {datasets.image_shape}')
+
+  checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
+  history: history_lib.History = []
+  last_epoch = checkpoints.latest_epoch() or 0
+  if last_epoch:
+    state, history = checkpoints.restore(last_epoch, state)
+    print(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
+  train_step, eval_step = jit_steps(objective)
+
+  try:
+    for epoch in range(last_epoch + 1, train_config.epochs + 1):
+      start = time.perf_counter()
+      progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size)
+      sums = None
+      train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
+                                       seed=config.seed, epoch=epoch, drop_remainder=True)
+      for batch in data_lib.prefetch(train_batches):
+        state, step_sums = train_step(state, batch)
+        sums = add_metrics(sums, step_sums)
+        progress.update(sums)
+      train_metrics = summarize(sums)
+      seconds = time.perf_counter() - start
+      progress.close()
+      if not math.isfinite(train_metrics['loss']):
+        raise CnnjaxError(
+            f'the training loss became {train_metrics["loss"]} in epoch {epoch}; the run stops '
+            f'here and keeps the checkpoints of epochs up to {epoch - 1}. Lower '
+            f'train.learning_rate (now {train_config.learning_rate}) or clip gradients with '
+            'train.grad_clip_norm')
+      val_metrics = evaluate(eval_step, state, datasets.validation, train_config.eval_batch_size)
+      history.append({
+          'epoch': epoch,
+          'loss': train_metrics['loss'],
+          'accuracy': train_metrics['accuracy'],
+          'val_loss': val_metrics['loss'],
+          'val_accuracy': val_metrics['accuracy'],
+          'learning_rate': float(schedule(int(state.step))),
+          'epoch_seconds': seconds,
+          'images_per_second': steps_per_epoch * batch_size / seconds,
+      })
+      checkpoints.save(epoch, state, history)
+      history_lib.write_history(workdir, history)
+      plot_learning_curves(history, os.path.join(workdir, 'learning_curves.png'),
+                           title=config.model.name)
+      plot_learning_curves(history, os.path.join(workdir, 'learning_curves_smoothed.png'),
+                           smoothing=train_config.smoothing, title=config.model.name)
+      print(_epoch_line(epoch, train_config.epochs, history[-1]), flush=True)
+      if on_epoch_end is not None:
+        on_epoch_end(epoch, history)
+
+    checkpoints.wait()
+    best_epoch = checkpoints.best_epoch()
+    best_state, _ = checkpoints.restore(best_epoch, state)
+    test_metrics = evaluate(eval_step, best_state, datasets.test, train_config.eval_batch_size)
+  finally:
+    checkpoints.close()  # Waits for a save in flight, so none is lost on an error.
+
+  result = {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy'],
+            'best_epoch': best_epoch}
+  history_lib.write_json(os.path.join(workdir, 'test_metrics.json'), result)
+  print(f'best epoch by val_loss: {best_epoch}')
+  print(f"test_accuracy: {result['test_accuracy']:.4f}")
+  return result

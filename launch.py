@@ -1,0 +1,69 @@
+"""Launches an experiment: `python launch.py --config configs/NAME.py --workdir DIR`.
+
+Override any config field with `--config.GROUP.FIELD=VALUE` (e.g. `--config.train.epochs=10`); the
+config is locked, so a misspelt field is an error that names it. `--mode summary` prints the
+model's summary and exits. Everything else lives in the `cnnjax` package.
+"""
+
+import os
+import re
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from cnnjax.errors import CnnjaxError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, history and figures.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'summary'],
+                          'train: train and test; summary: print the model summary and exit.')
+flags.mark_flags_as_required(['config'])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """Parses the command line; a bad override is one clear line, not a traceback."""
+  for i, arg in enumerate(argv):
+    path = arg.split('=', 1)[1] if arg.startswith('--config=') else (
+        argv[i + 1] if arg == '--config' and i + 1 < len(argv) else None)
+    if path is not None and not os.path.isfile(path.split(':', 1)[0]):
+      sys.exit(f'error: no config file {path.split(":", 1)[0]!r}; the configs are in '
+               f'{os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")}')
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    reason = ' '.join(re.sub(r"\\n|\\|'", ' ', str(e)).split())
+    if isinstance(e, (AttributeError, KeyError)):
+      reason = f'no such config field: {reason}'
+    overrides = [arg for arg in argv[1:] if arg.startswith('--config.')]
+    sys.exit(f'error: bad command line: {reason}\n'
+             f'  config overrides given: {" ".join(overrides) or "none"}\n'
+             f'  see the fields with: python launch.py --config FILE --mode summary --helpfull')
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # JAX's start-up chatter is not for the user.
+  config = _CONFIG.value
+  # Imported here so that `--help` and flag errors come back fast, before JAX loads.
+  from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
+  from cnnjax.summary import summary  # pylint: disable=import-outside-toplevel
+  try:
+    if _MODE.value == 'summary':
+      print(summary(create_model(config.model), config.model.input_shape, name=config.model.name))
+      return
+    if not _WORKDIR.value:
+      raise app.UsageError('--workdir is required to train: checkpoints and history go there')
+    from cnnjax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    train_and_evaluate(config, _WORKDIR.value)
+  except CnnjaxError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)
