@@ -11,6 +11,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import os
 import platform
 import time
 
@@ -25,6 +26,17 @@ from cnnjax.models import create_model
 from cnnjax.optimizers import create_optimizer
 from cnnjax.steps import add_metrics, jit_steps, summarize
 from cnnjax.train_state import create_train_state
+
+
+def cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def load_config(path: str):
@@ -76,8 +88,8 @@ def main() -> None:
 
   info = {
       'date': datetime.date.today().isoformat(),
-      'machine': f'{platform.machine()} {platform.processor() or ""}'.strip(),
-      'cpus': jax.local_device_count(), 'device': jax.devices()[0].device_kind,
+      'machine': f'{cpu_model()}, {os.cpu_count()} cores', 'platform': platform.platform(),
+      'jax_device': jax.devices()[0].device_kind,
       'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__},
       'model': config.model.name, 'batch_size': batch_size, 'steps': args.steps,
   }

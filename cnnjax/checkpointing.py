@@ -45,6 +45,9 @@ class Checkpoints:
 
   def save(self, epoch: int, state: Any, history: History) -> None:
     """Saves the state after `epoch` (1-based) with the history so far; returns before it is on disk."""
+    # The save finishes in the background: give it a copy of the history, which the caller
+    # goes on appending to. (Orbax copies the arrays to the host before `save` returns.)
+    history = [dict(record) for record in history]
     self._manager.save(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history)),
         metrics={'val_loss': history[-1]['val_loss']})

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use('Agg')  # Files only: no display is needed, or wanted, on a training machine.
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+from matplotlib import ticker  # pylint: disable=wrong-import-position
 
 from cnnjax.history import History, as_columns  # pylint: disable=wrong-import-position
 
@@ -39,6 +40,7 @@ def plot_learning_curves(history: History, path: str, smoothing: float | None = 
         f'Training and validation {metric}'
     ax.set_title(kind)
     ax.set_xlabel('epoch')
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.legend()
   if title:

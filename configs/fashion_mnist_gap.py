@@ -8,10 +8,10 @@ instead of 576, so the head has 650 parameters instead of 37,578.
 Measured: MEASURED_PLACEHOLDER
 """
 
-from cnnjax.config import base_config
+from configs import fashion_mnist
 
 
 def get_config():
-  config = base_config()
+  config = fashion_mnist.get_config()
   config.model.name = 'small_convnet_gap'
   return config

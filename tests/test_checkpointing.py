@@ -1,0 +1,45 @@
+"""Checkpoints keep the latest epoch and the best by val_loss, and restore state and history."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax.checkpointing import Checkpoints
+from cnnjax.errors import CnnjaxError
+
+
+def state_at(epoch):
+  return {'params': {'w': jnp.full((3,), float(epoch))}, 'step': jnp.asarray(epoch * 10)}
+
+
+def test_keeps_latest_and_best_only(tmp_path):
+  checkpoints = Checkpoints(str(tmp_path / 'ckpt'))
+  history = []
+  for epoch, val_loss in enumerate([0.9, 0.4, 0.6, 0.7], start=1):
+    history.append({'epoch': epoch, 'val_loss': val_loss})
+    checkpoints.save(epoch, state_at(epoch), history)
+  checkpoints.wait()
+  assert checkpoints.latest_epoch() == 4
+  assert checkpoints.best_epoch() == 2
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'ckpt') if d.isdigit()) == [2, 4]
+  state, restored_history = checkpoints.restore(2, state_at(0))
+  np.testing.assert_array_equal(state['params']['w'], [2.0, 2.0, 2.0])
+  assert restored_history == history[:2]
+  checkpoints.close()
+  # A new manager on the same directory (a resumed run) finds them again.
+  again = Checkpoints(str(tmp_path / 'ckpt'))
+  assert (again.latest_epoch(), again.best_epoch()) == (4, 2)
+  again.close()
+
+
+def test_restoring_into_another_structure_is_a_clear_error(tmp_path):
+  checkpoints = Checkpoints(str(tmp_path / 'ckpt'))
+  checkpoints.save(1, state_at(1), [{'epoch': 1, 'val_loss': 1.0}])
+  checkpoints.wait()
+  other = {'params': {'w': jnp.zeros((5,)), 'b': jnp.zeros(2)}, 'step': jnp.asarray(0)}
+  with pytest.raises(CnnjaxError, match='new --workdir'):
+    checkpoints.restore(1, other)
+  checkpoints.close()

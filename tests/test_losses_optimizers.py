@@ -1,0 +1,92 @@
+"""Losses and accuracy against hand computations; optimizers and schedules from config."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnnjax.config import base_config
+from cnnjax.errors import ConfigError
+from cnnjax.losses import get_objective
+from cnnjax.optimizers import OPTIMIZERS, create_optimizer, learning_rate_schedule
+
+
+def test_sparse_categorical_crossentropy_by_hand():
+  logits = jnp.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
+  labels = jnp.array([0, 2])
+  objective = get_objective('sparse_categorical_crossentropy')
+  p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  np.testing.assert_allclose(objective.loss(logits, labels), -np.log(p[[0, 1], [0, 2]]), rtol=1e-6)
+  np.testing.assert_array_equal(objective.correct(logits, labels), [1.0, 0.0])
+
+
+def test_binary_crossentropy_by_hand():
+  logits = jnp.array([[1.5], [-0.3], [0.2]])
+  labels = jnp.array([1, 0, 0])
+  objective = get_objective('binary_crossentropy')
+  p = 1 / (1 + np.exp(-np.array([1.5, -0.3, 0.2])))
+  expected = -(np.array([1, 0, 0]) * np.log(p) + (1 - np.array([1, 0, 0])) * np.log(1 - p))
+  np.testing.assert_allclose(objective.loss(logits, labels), expected, rtol=1e-6)
+  np.testing.assert_array_equal(objective.correct(logits, labels), [1.0, 1.0, 0.0])
+
+
+def test_unknown_loss_is_named():
+  with pytest.raises(ConfigError, match="train.loss='hinge'"):
+    get_objective('hinge')
+
+
+@pytest.mark.parametrize('name', OPTIMIZERS)
+@pytest.mark.parametrize('schedule', ['constant', 'cosine', 'warmup_cosine', 'exponential'])
+def test_every_optimizer_and_schedule_descends(name, schedule):
+  config = base_config().train
+  config.optimizer, config.schedule, config.learning_rate = name, schedule, 0.05
+  config.epochs, config.warmup_epochs, config.weight_decay = 4, 1, 1e-4
+  tx = create_optimizer(config, steps_per_epoch=10)
+  params = {'w': jnp.array([3.0, -2.0])}
+  loss = lambda p: jnp.sum(p['w'] ** 2)
+  state = tx.init(params)
+  for _ in range(40):
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    params = optax.apply_updates(params, updates)
+  assert float(loss(params)) < 13.0 * 0.5
+
+
+def test_rmsprop_is_keras_rmsprop():
+  """rho 0.9, epsilon 1e-7 outside the square root: the first step is lr * g / (sqrt(0.1 g^2) + eps)."""
+  config = base_config().train
+  tx = create_optimizer(config, steps_per_epoch=1)
+  g = jnp.array([0.5, -2.0])
+  updates, _ = tx.update({'w': g}, tx.init({'w': jnp.zeros(2)}))
+  expected = -1e-3 * np.array(g) / (np.sqrt(0.1 * np.array(g) ** 2) + 1e-7)
+  np.testing.assert_allclose(updates['w'], expected, rtol=1e-6)
+
+
+def test_schedules():
+  config = base_config().train
+  config.epochs, config.learning_rate = 10, 0.1
+  config.schedule = 'cosine'
+  cosine = learning_rate_schedule(config, steps_per_epoch=5)
+  assert float(cosine(0)) == pytest.approx(0.1)
+  assert float(cosine(25)) == pytest.approx(0.05)
+  assert float(cosine(50)) == pytest.approx(0.0, abs=1e-9)
+  config.schedule, config.warmup_epochs = 'warmup_cosine', 2
+  warmup = learning_rate_schedule(config, steps_per_epoch=5)
+  assert float(warmup(5)) == pytest.approx(0.05)
+  assert float(warmup(10)) == pytest.approx(0.1)
+  config.schedule, config.decay_rate = 'exponential', 0.5
+  assert float(learning_rate_schedule(config, steps_per_epoch=5)(10)) == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('optimizer', 'adagrad', "train.optimizer='adagrad'"),
+    ('schedule', 'linear', "train.schedule='linear'"),
+    ('learning_rate', -1.0, 'train.learning_rate must be positive'),
+    ('warmup_epochs', 7.0, 'train.warmup_epochs=7.0'),
+])
+def test_bad_optimizer_fields_are_named(field, value, message):
+  config = base_config().train
+  config.schedule = 'warmup_cosine'
+  config[field] = value
+  with pytest.raises(ConfigError, match=message):
+    create_optimizer(config, steps_per_epoch=10)

@@ -1,0 +1,141 @@
+"""Models: exact parameter counts, layer outputs by name, pooling, dropout, and Keras parity."""
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from cnnjax.errors import ConfigError
+from cnnjax.models import MODELS, create_model, layer_outputs, layers, register_model
+from cnnjax.models.convnet import ConvNet
+from cnnjax.summary import abstract_variables, parameter_counts
+
+# SPEC.md section 2.
+EXPECTED = {
+    'small_convnet_base': ((28, 28, 1), 55_744),
+    'small_convnet': ((28, 28, 1), 93_322),
+    'small_convnet_gap': ((28, 28, 1), 56_394),
+    'mnist_convnet': ((28, 28, 1), 104_202),
+    'cats_vs_dogs_150': ((150, 150, 3), 3_453_121),
+    'cats_vs_dogs_180': ((180, 180, 3), 991_041),
+}
+
+
+def model_config(name, **fields):
+  return ml_collections.ConfigDict({'name': name, **fields})
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_parameter_counts(name):
+  shape, expected = EXPECTED[name]
+  counts = parameter_counts(abstract_variables(create_model(model_config(name)), shape))
+  assert counts == {'total': expected, 'trainable': expected, 'non_trainable': 0}
+
+
+def test_every_registered_model_has_an_expected_count():
+  assert sorted(MODELS) == sorted(EXPECTED)
+
+
+def test_dropout_adds_no_parameters():
+  shape, expected = EXPECTED['cats_vs_dogs_150']
+  model = create_model(model_config('cats_vs_dogs_150', dropout_rate=0.5))
+  assert parameter_counts(abstract_variables(model, shape))['total'] == expected
+
+
+def test_layer_outputs_by_name_in_call_order():
+  model = create_model(model_config('small_convnet'))
+  images = jnp.ones((2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), images)
+  outputs = layer_outputs(model, variables, images)
+  assert list(outputs) == ['conv1', 'pool1', 'conv2', 'pool2', 'conv3', 'flatten', 'dense1',
+                           'predictions']
+  assert outputs['conv1'].shape == (2, 26, 26, 32)
+  assert outputs['pool2'].shape == (2, 5, 5, 64)
+  # Recorded outputs are the activated ones (ReLU), and the last one is what the model returns.
+  assert float(jnp.min(outputs['conv1'])) >= 0.0
+  np.testing.assert_allclose(outputs['predictions'], model.apply(variables, images), rtol=1e-6)
+  picked = layer_outputs(model, variables, images, names=['conv3', 'pool1'])
+  assert list(picked) == ['conv3', 'pool1']
+  with pytest.raises(KeyError, match='conv9'):
+    layer_outputs(model, variables, images, names=['conv9'])
+
+
+@pytest.mark.parametrize('size', [(26, 26), (11, 11), (7, 9)])
+def test_max_pooling_matches_reduce_window(size):
+  x = jax.random.normal(jax.random.key(1), (2, *size, 3))
+  ours = layers.MaxPooling2D().apply({}, x)
+  reference = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
+  np.testing.assert_array_equal(ours, reference)
+  np.testing.assert_allclose(layers.AveragePooling2D().apply({}, x),
+                             nn.avg_pool(x, (2, 2), strides=(2, 2), padding='VALID'), rtol=1e-6)
+
+
+def test_overlapping_pooling():
+  x = jnp.arange(25.0).reshape(1, 5, 5, 1)
+  out = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2)).apply({}, x)
+  np.testing.assert_array_equal(out[0, :, :, 0], [[12, 14], [22, 24]])
+
+
+def test_dropout_only_in_training():
+  model = create_model(model_config('cats_vs_dogs_180', dropout_rate=0.5))
+  images = jax.random.uniform(jax.random.key(0), (2, 180, 180, 3)) * 255
+  variables = model.init(jax.random.key(0), images)
+  eval_a = model.apply(variables, images)
+  eval_b = model.apply(variables, images, train=False)
+  np.testing.assert_array_equal(eval_a, eval_b)
+  train_a = model.apply(variables, images, train=True, rngs={'dropout': jax.random.key(1)})
+  train_b = model.apply(variables, images, train=True, rngs={'dropout': jax.random.key(2)})
+  assert not np.allclose(train_a, train_b)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_logits():
+  model = create_model(model_config('small_convnet', dtype='bfloat16'))
+  images = jnp.ones((2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), images)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+  assert model.apply(variables, images).dtype == jnp.float32
+
+
+def test_bad_model_config_fields_are_named():
+  with pytest.raises(ConfigError, match="model.name='resnet9000'"):
+    create_model(model_config('resnet9000'))
+  with pytest.raises(ConfigError, match='model.dtype'):
+    create_model(model_config('small_convnet', dtype='float8'))
+
+
+def test_register_model():
+  register_model('tiny_test_convnet', lambda **kw: ConvNet(conv_features=(4,), num_outputs=3,
+                                                            **kw))
+  try:
+    model = create_model(model_config('tiny_test_convnet'))
+    variables = abstract_variables(model, (8, 8, 1))
+    assert parameter_counts(variables)['total'] == (9 * 4 + 4) + (6 * 6 * 4 * 3 + 3)
+  finally:
+    del MODELS['tiny_test_convnet']
+
+
+def test_small_convnet_matches_keras_forward_pass():
+  """The same weights give the same logits as the seed's Keras model (channels-last flatten)."""
+  os.environ.setdefault('KERAS_BACKEND', 'jax')
+  keras = pytest.importorskip('keras')
+  keras.utils.set_random_seed(0)
+  reference = keras.Sequential([
+      keras.Input((28, 28, 1)),
+      keras.layers.Conv2D(32, 3, activation='relu'), keras.layers.MaxPooling2D(2),
+      keras.layers.Conv2D(64, 3, activation='relu'), keras.layers.MaxPooling2D(2),
+      keras.layers.Conv2D(64, 3, activation='relu'),
+      keras.layers.Flatten(), keras.layers.Dense(64, activation='relu'), keras.layers.Dense(10),
+  ])
+  assert reference.count_params() == 93_322
+  names = ['conv1', 'conv2', 'conv3', 'dense1', 'predictions']
+  weighted = [layer for layer in reference.layers if layer.weights]
+  params = {name: {'kernel': jnp.asarray(layer.get_weights()[0]),
+                   'bias': jnp.asarray(layer.get_weights()[1])}
+            for name, layer in zip(names, weighted)}
+  images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+  ours = create_model(model_config('small_convnet')).apply({'params': params}, images)
+  np.testing.assert_allclose(ours, np.asarray(reference(images)), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,75 @@
+"""Train and eval steps: masks, metric sums, dropout keys per step, and that training learns."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cnnjax.losses import get_objective
+from cnnjax.models.convnet import ConvNet
+from cnnjax.steps import add_metrics, eval_step, jit_steps, summarize
+from cnnjax.train_state import create_train_state
+
+OBJECTIVE = get_objective('sparse_categorical_crossentropy')
+
+
+def tiny_state(dropout_rate=0.0, learning_rate=1e-2):
+  model = ConvNet(conv_features=(4,), num_outputs=3, hidden_units=(8,), dropout_rate=dropout_rate)
+  return create_train_state(model, optax.adam(learning_rate), (8, 8, 1), seed=0)
+
+
+def batch(n=6, seed=0, mask=None):
+  rng = np.random.default_rng(seed)
+  return {'image': jnp.asarray(rng.random((n, 8, 8, 1), dtype=np.float32)),
+          'label': jnp.asarray(rng.integers(0, 3, n).astype(np.int32)),
+          'mask': jnp.ones(n) if mask is None else jnp.asarray(mask, jnp.float32)}
+
+
+def test_masked_rows_count_nowhere():
+  state = tiny_state()
+  full = batch(4)
+  padded = {k: jnp.concatenate([v, v[:2] * 0 + (7 if k == 'image' else 0)]) for k, v in full.items()}
+  padded['mask'] = jnp.array([1, 1, 1, 1, 0, 0], jnp.float32)
+  a = eval_step(state, full, objective=OBJECTIVE)
+  b = eval_step(state, padded, objective=OBJECTIVE)
+  np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-6)
+  assert float(b['count']) == 4.0
+  # The gradient ignores padded rows too: one step on either batch gives the same parameters.
+  train_step, _ = jit_steps(OBJECTIVE)
+  after_full, _ = train_step(tiny_state(), full)
+  after_padded, _ = train_step(tiny_state(), padded)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+               after_full.params, after_padded.params)
+
+
+def test_metric_sums_add_up_to_the_mean():
+  state = tiny_state()
+  _, evaluate = jit_steps(OBJECTIVE)
+  b1, b2 = batch(4, seed=1), batch(6, seed=2)
+  total = add_metrics(add_metrics(None, evaluate(state, b1)), evaluate(state, b2))
+  merged = {k: jnp.concatenate([b1[k], b2[k]]) for k in b1}
+  np.testing.assert_allclose(summarize(total)['loss'], summarize(evaluate(state, merged))['loss'],
+                             rtol=1e-5)
+  assert summarize(total)['accuracy'] == summarize(evaluate(state, merged))['accuracy']
+
+
+def test_dropout_key_changes_with_the_step_and_is_reproducible():
+  state = tiny_state(dropout_rate=0.5)
+  assert not np.array_equal(jax.random.key_data(state.step_key()),
+                            jax.random.key_data(state.replace(step=1).step_key()))
+  train_step, _ = jit_steps(OBJECTIVE)
+  a, _ = train_step(tiny_state(dropout_rate=0.5), batch())
+  b, _ = train_step(tiny_state(dropout_rate=0.5), batch())
+  jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+
+
+def test_training_fits_a_small_batch():
+  train_step, evaluate = jit_steps(OBJECTIVE)
+  state, data = tiny_state(), batch(12, seed=3)
+  before = summarize(evaluate(state, data))['loss']
+  for _ in range(60):
+    state, _ = train_step(state, data)
+  after = summarize(evaluate(state, data))
+  assert int(state.step) == 60
+  assert after['loss'] < 0.5 * before
+  assert after['accuracy'] == 1.0

@@ -1,0 +1,83 @@
+"""End to end on a slice of real Fashion-MNIST: files written, resume after an interrupt, NaN stop."""
+
+import json
+import math
+import os
+
+import pytest
+
+from cnnjax.errors import CnnjaxError
+from cnnjax.history import read_history
+from cnnjax.train import train_and_evaluate
+
+TIMING = ('epoch_seconds', 'images_per_second')
+
+
+def without_timing(history):
+  return [{k: v for k, v in epoch.items() if k not in TIMING} for epoch in history]
+
+
+class Interrupt(Exception):
+  pass
+
+
+def test_end_to_end_writes_everything(tiny_config, tmp_path, capsys):
+  workdir = str(tmp_path / 'run')
+  result = train_and_evaluate(tiny_config, workdir)
+  out = capsys.readouterr().out
+  assert f"test_accuracy: {result['test_accuracy']:.4f}" in out.splitlines()
+  assert 'Total params: 93,322' in out
+  history = read_history(workdir)
+  assert [epoch['epoch'] for epoch in history] == [1, 2]
+  for epoch in history:
+    assert set(epoch) == {'epoch', 'loss', 'accuracy', 'val_loss', 'val_accuracy',
+                          'learning_rate', 'epoch_seconds', 'images_per_second'}
+    assert all(math.isfinite(v) for v in epoch.values())
+  # 1,024 training images after the 20% carve: two epochs of RMSprop learn something.
+  assert history[-1]['val_accuracy'] > 0.6
+  assert 0.5 < result['test_accuracy'] <= 1.0
+  with open(os.path.join(workdir, 'test_metrics.json')) as f:
+    assert json.load(f) == result
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['train']['epochs'] == 2
+  for figure in ('learning_curves.png', 'learning_curves_smoothed.png'):
+    with open(os.path.join(workdir, figure), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert result['best_epoch'] == min(history, key=lambda e: e['val_loss'])['epoch']
+
+
+def test_resume_after_interrupt_gives_the_uninterrupted_run(tiny_config, tmp_path):
+  tiny_config.train.epochs = 3
+  tiny_config.model.name = 'small_convnet'
+  tiny_config.model.dropout_rate = 0.3  # Dropout keys must be reproduced on resume too.
+  straight = train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
+
+  interrupted = str(tmp_path / 'interrupted')
+
+  def stop_after_two(epoch, history):
+    if epoch == 2:
+      raise Interrupt()
+
+  with pytest.raises(Interrupt):
+    train_and_evaluate(tiny_config, interrupted, on_epoch_end=stop_after_two)
+  assert len(read_history(interrupted)) == 2
+  resumed = train_and_evaluate(tiny_config, interrupted)
+  assert without_timing(read_history(interrupted)) == without_timing(
+      read_history(str(tmp_path / 'straight')))
+  assert resumed == straight
+  # Running the finished job again trains nothing and gives the same test result.
+  assert train_and_evaluate(tiny_config, interrupted) == straight
+  assert len(read_history(interrupted)) == 3
+
+
+def test_diverging_run_stops_with_a_clear_error_and_keeps_what_was_written(tiny_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  tiny_config.train.epochs = 1
+  train_and_evaluate(tiny_config, workdir)
+  tiny_config.train.epochs = 2
+  tiny_config.train.learning_rate = 1e30
+  with pytest.raises(CnnjaxError, match='learning_rate'):
+    train_and_evaluate(tiny_config, workdir)
+  history = read_history(workdir)
+  assert len(history) == 1 and math.isfinite(history[0]['loss'])
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
