@@ -35,9 +35,10 @@ class EpochProgress:
     if self._bar is None or self.step % self.refresh_steps:
       return
     seconds = time.perf_counter() - self.start
-    self._bar.set_postfix(loss=f"{summarize(sums)['loss']:.4f}",
-                          images_per_s=f'{self.step * self.batch_size / seconds:,.0f}')
+    self._bar.set_postfix_str(f"loss={summarize(sums)['loss']:.4f}, "
+                              f'{self.step * self.batch_size / seconds:,.0f} images/s', refresh=False)
     self._bar.update(self.step - self._bar.n)
+    self._bar.refresh()  # We already refresh rarely; tqdm's own rate limit would skip these.
 
   def close(self) -> None:
     if self._bar is not None:

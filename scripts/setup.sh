@@ -21,11 +21,16 @@ fi
 # Reinstall only when pyproject.toml or the extras changed since the last successful install.
 spec="${extras:+.[$extras]}"; spec=${spec:-.}
 stamp="$VENV/.cnnjax-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $spec"
-if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$hash $spec"
+installed() {  # The test extra includes the runtime dependencies.
+  [ -f "$stamp" ] && { grep -qxF "$want" "$stamp" || { [ "$spec" = . ] && grep -qxF "$hash .[test]" "$stamp"; }; }
+}
+if ! installed; then
   echo "setup: installing cnnjax ($spec) into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$spec"
+  # pip prints a warning for each local index folder this machine lacks: noise, not news.
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+  "$VENV/bin/python" -m pip install --quiet -e "$spec" 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$want" >> "$stamp"
 fi
 

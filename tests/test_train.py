@@ -81,3 +81,15 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_what_was_written(tiny_
   history = read_history(workdir)
   assert len(history) == 1 and math.isfinite(history[0]['loss'])
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
+
+
+def test_end_to_end_on_tfds_mock_data(tiny_config, tmp_path):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  tiny_config.data.source = 'tfds'
+  tiny_config.data.dir = ''
+  tiny_config.data.train_split = 'train[:90%]'
+  tiny_config.train.epochs = 1
+  with tfds.testing.mock_data(num_examples=96, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+  assert 0.0 <= result['test_accuracy'] <= 1.0
+  assert len(read_history(str(tmp_path / 'run'))) == 1

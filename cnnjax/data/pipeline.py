@@ -120,12 +120,13 @@ def num_batches(n, batch_size, drop_remainder):
     ConfigError: `batch_size` is below 1, or `drop_remainder` leaves no batch at all.
   """
   if batch_size < 1:
-    raise ConfigError(f'Batch size must be at least 1, got {batch_size}.')
+    raise ConfigError(f'Batch size must be at least 1, got {batch_size}; '
+                      'check train.batch_size and train.eval_batch_size.')
   if drop_remainder:
     if n < batch_size:
       raise ConfigError(
           f'A data set of {n} examples has no full batch of {batch_size}, so dropping the '
-          'partial batch leaves none. Lower the batch size or use more examples.'
+          'partial batch leaves none. Lower train.batch_size or use more examples (data.limit_*).'
       )
     return n // batch_size
   return -(-n // batch_size)
