@@ -49,4 +49,6 @@ def base_config() -> ml_collections.ConfigDict:
   train.nesterov = False
   train.grad_clip_norm = 0.0   # 0: no clipping.
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
+  train.parallel = 'auto'      # 'single', 'sharded' (jit over a device mesh), 'pmap'; 'auto':
+                               # sharded when there is more than one device.
   return config

@@ -4,6 +4,10 @@ A batch is `{'image': (B, H, W, C), 'label': (B,), 'mask': (B,)}`; the mask is 0
 rows of a last, partial batch, so they count neither in the loss nor in the metrics. Metrics are
 returned as sums (`loss`, `correct`, `count`) that stay on the device and add up over an epoch;
 the host reads them once per epoch (or when a progress bar asks), never per step.
+
+The same body serves every parallel wrapper (`cnnjax.parallel`): with `axis_name` set (inside
+pmap) the gradient and metric sums are summed over the devices before the gradient is divided by
+the global example count, so the update is that of the global batch's mean loss.
 """
 
 import functools
@@ -21,36 +25,42 @@ Metrics = dict[str, jax.Array]
 DROPOUT = 0  # `TrainState.step_key` purpose of the dropout key.
 
 
-def _metric_sums(objective: Objective, logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
+def _metric_sums(objective: Objective, logits: jax.Array, batch: Batch) -> Metrics:
   mask = batch['mask']
-  losses = objective.loss(logits, batch['label'])
-  sums = {
-      'loss': jnp.sum(losses * mask),
+  return {
+      'loss': jnp.sum(objective.loss(logits, batch['label']) * mask),
       'correct': jnp.sum(objective.correct(logits, batch['label']) * mask),
       'count': jnp.sum(mask),
   }
-  return sums['loss'] / jnp.maximum(sums['count'], 1.0), sums
 
 
-def train_step(state: TrainState, batch: Batch, *, objective: Objective) -> tuple[TrainState, Metrics]:
-  """One optimizer step on the batch's mean loss; dropout keys come from the step number."""
+def train_step(state: TrainState, batch: Batch, *, objective: Objective,
+               axis_name: str | None = None) -> tuple[TrainState, Metrics]:
+  """One optimizer step on the global batch's mean loss; dropout keys come from the step number."""
   rngs = {'dropout': state.step_key(DROPOUT)}
 
-  def loss_fn(params):
+  def loss_sum(params):
     logits = state.apply_fn({'params': params}, batch['image'], train=True, rngs=rngs)
-    return _metric_sums(objective, logits, batch)
+    sums = _metric_sums(objective, logits, batch)
+    return sums['loss'], sums
 
-  (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, sums), grads = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
+  if axis_name is not None:
+    grads, sums = jax.lax.psum((grads, sums), axis_name)
+  count = jnp.maximum(sums['count'], 1.0)
+  grads = jax.tree.map(lambda g: g / count, grads)
   return state.apply_gradients(grads=grads), sums
 
 
-def eval_step(state: TrainState, batch: Batch, *, objective: Objective) -> Metrics:
+def eval_step(state: TrainState, batch: Batch, *, objective: Objective,
+              axis_name: str | None = None) -> Metrics:
   logits = state.apply_fn({'params': state.params}, batch['image'], train=False)
-  return _metric_sums(objective, logits, batch)[1]
+  sums = _metric_sums(objective, logits, batch)
+  return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
 
 def jit_steps(objective: Objective) -> tuple[Callable, Callable]:
-  """The jit-compiled train step (donating the old state's buffers) and eval step."""
+  """The single-device jit-compiled train step (donating the old state) and eval step."""
   train = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
   evaluate = jax.jit(functools.partial(eval_step, objective=objective))
   return train, evaluate

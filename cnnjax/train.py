@@ -25,20 +25,22 @@ from cnnjax.learning_curves import plot_learning_curves
 from cnnjax.losses import get_objective
 from cnnjax.models import create_model
 from cnnjax.optimizers import create_optimizer, learning_rate_schedule
+from cnnjax.parallel import Parallel, create_parallel
 from cnnjax.progress import EpochProgress
-from cnnjax.steps import add_metrics, jit_steps, summarize
+from cnnjax.steps import add_metrics, summarize
 from cnnjax.summary import summary
 from cnnjax.train_state import TrainState, create_train_state
 
 EpochCallback = Callable[[int, history_lib.History], None]
 
 
-def evaluate(eval_step: Callable, state: TrainState, dataset: data_lib.ArrayDataset,
+def evaluate(parallel: Parallel, state: TrainState, dataset: data_lib.ArrayDataset,
              batch_size: int) -> dict[str, float]:
   """Mean loss and accuracy over a whole dataset (padded last batch masked out)."""
   sums = None
   for batch in data_lib.prefetch(data_lib.batches(dataset, batch_size)):
-    sums = add_metrics(sums, eval_step(state, batch))
+    batch = parallel.place_batch(parallel.local_rows(batch))
+    sums = add_metrics(sums, parallel.eval_step(state, batch))
   return summarize(sums)
 
 
@@ -81,38 +83,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_config = config.train
   if train_config.epochs < 1:
     raise ConfigError(f'train.epochs must be at least 1, not {train_config.epochs}')
+  writer = jax.process_index() == 0  # Only one process writes files other than checkpoints.
+  log = print if writer else lambda *args, **kwargs: None
+  parallel = create_parallel(train_config.parallel, get_objective(train_config.loss))
+  parallel.check_batch_size(train_config.batch_size, 'train.batch_size')
+  parallel.check_batch_size(train_config.eval_batch_size, 'train.eval_batch_size')
   os.makedirs(workdir, exist_ok=True)
-  _save_config(config, workdir)
+  if writer:
+    _save_config(config, workdir)
 
   datasets = data_lib.load_datasets(config.data)
   batch_size = train_config.batch_size
   steps_per_epoch = data_lib.num_batches(len(datasets.train), batch_size, drop_remainder=True)
   model = create_model(config.model)
-  objective = get_objective(train_config.loss)
   tx = create_optimizer(train_config, steps_per_epoch)
   schedule = learning_rate_schedule(train_config, steps_per_epoch)
-  state = create_train_state(model, tx, datasets.image_shape, config.seed)
-  print(summary(model, datasets.image_shape, name=config.model.name))
-  print(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
-        f'validation / {len(datasets.test):,} test images of {datasets.image_shape}')
+  state = parallel.place_state(create_train_state(model, tx, datasets.image_shape, config.seed))
+  log(summary(model, datasets.image_shape, name=config.model.name))
+  log(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
+      f'validation / {len(datasets.test):,} test images of {datasets.image_shape}; '
+      f"{parallel.mode} step on {parallel.num_devices} device(s), {jax.process_count()} process(es)")
 
   checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
   history: history_lib.History = []
   last_epoch = checkpoints.latest_epoch() or 0
   if last_epoch:
-    state, history = checkpoints.restore(last_epoch, state)
-    print(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
-  train_step, eval_step = jit_steps(objective)
+    restored, history = checkpoints.restore(last_epoch, parallel.to_checkpoint(state))
+    state = parallel.place_state(restored)
+    log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
 
   try:
     for epoch in range(last_epoch + 1, train_config.epochs + 1):
       start = time.perf_counter()
-      progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size)
+      progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size,
+                               interactive=None if writer else False)
       sums = None
       train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
                                        seed=config.seed, epoch=epoch, drop_remainder=True)
       for batch in data_lib.prefetch(train_batches):
-        state, step_sums = train_step(state, batch)
+        state, step_sums = parallel.train_step(state, parallel.place_batch(
+            parallel.local_rows(batch)))
         sums = add_metrics(sums, step_sums)
         progress.update(sums)
       train_metrics = summarize(sums)
@@ -124,37 +134,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             f'here and keeps the checkpoints of epochs up to {epoch - 1}. Lower '
             f'train.learning_rate (now {train_config.learning_rate}) or clip gradients with '
             'train.grad_clip_norm')
-      val_metrics = evaluate(eval_step, state, datasets.validation, train_config.eval_batch_size)
+      val_metrics = evaluate(parallel, state, datasets.validation, train_config.eval_batch_size)
       history.append({
           'epoch': epoch,
           'loss': train_metrics['loss'],
           'accuracy': train_metrics['accuracy'],
           'val_loss': val_metrics['loss'],
           'val_accuracy': val_metrics['accuracy'],
-          'learning_rate': float(schedule(int(state.step))),
+          'learning_rate': float(schedule(epoch * steps_per_epoch)),
           'epoch_seconds': seconds,
           'images_per_second': steps_per_epoch * batch_size / seconds,
       })
-      checkpoints.save(epoch, state, history)
-      history_lib.write_history(workdir, history)
-      plot_learning_curves(history, os.path.join(workdir, 'learning_curves.png'),
-                           title=config.model.name)
-      plot_learning_curves(history, os.path.join(workdir, 'learning_curves_smoothed.png'),
-                           smoothing=train_config.smoothing, title=config.model.name)
-      print(_epoch_line(epoch, train_config.epochs, history[-1]), flush=True)
+      checkpoints.save(epoch, parallel.to_checkpoint(state), history)
+      if writer:
+        history_lib.write_history(workdir, history)
+        plot_learning_curves(history, os.path.join(workdir, 'learning_curves.png'),
+                             title=config.model.name)
+        plot_learning_curves(history, os.path.join(workdir, 'learning_curves_smoothed.png'),
+                             smoothing=train_config.smoothing, title=config.model.name)
+      log(_epoch_line(epoch, train_config.epochs, history[-1]), flush=True)
       if on_epoch_end is not None:
         on_epoch_end(epoch, history)
 
     checkpoints.wait()
     best_epoch = checkpoints.best_epoch()
-    best_state, _ = checkpoints.restore(best_epoch, state)
-    test_metrics = evaluate(eval_step, best_state, datasets.test, train_config.eval_batch_size)
+    best_state, _ = checkpoints.restore(best_epoch, parallel.to_checkpoint(state))
+    test_metrics = evaluate(parallel, parallel.place_state(best_state), datasets.test,
+                            train_config.eval_batch_size)
   finally:
     checkpoints.close()  # Waits for a save in flight, so none is lost on an error.
 
   result = {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy'],
             'best_epoch': best_epoch}
-  history_lib.write_json(os.path.join(workdir, 'test_metrics.json'), result)
-  print(f'best epoch by val_loss: {best_epoch}')
-  print(f"test_accuracy: {result['test_accuracy']:.4f}")
+  if writer:
+    history_lib.write_json(os.path.join(workdir, 'test_metrics.json'), result)
+  log(f'best epoch by val_loss: {best_epoch}')
+  log(f"test_accuracy: {result['test_accuracy']:.4f}")
   return result

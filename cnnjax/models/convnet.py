@@ -66,7 +66,7 @@ class ConvNet(nn.Module):
     else:
       raise ValueError(f"head must be 'flatten', 'gap' or 'none', not {self.head!r}")
     if self.dropout_rate:
-      x = nn.Dropout(self.dropout_rate, deterministic=not train, name='dropout')(x)
+      x = layers.Dropout(self.dropout_rate, deterministic=not train, name='dropout')(x)
     for i, units in enumerate(self.hidden_units, start=1):
       x = layers.Dense(units, activation='relu', dtype=self.dtype, name=f'dense{i}')(x)
     logits = layers.Dense(self.num_outputs, dtype=self.dtype, name='predictions')(x)

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnnjax.rng import example_keys
+
 Dtype = Any
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -137,3 +139,25 @@ class Rescaling(nn.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return x * self.scale + self.offset
+
+
+class Dropout(nn.Module):
+  """Inverted dropout with one random key per example, derived from its index in the global batch.
+
+  Unlike `flax.linen.Dropout`, which draws one mask for the batch it sees, the mask of an example
+  does not depend on how the batch is split across devices (see `cnnjax.rng`), so single-device,
+  sharded and pmap training agree. Draws from the 'dropout' random stream when `deterministic` is
+  False; identity otherwise.
+  """
+
+  rate: float
+  deterministic: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.deterministic or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    keys = example_keys(self.make_rng('dropout'), x.shape[0])
+    mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep, x.shape[1:]))(keys)
+    return jnp.where(mask, x / keep, jnp.zeros_like(x))

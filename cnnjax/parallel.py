@@ -1,0 +1,176 @@
+"""How a training step runs on the devices: one device, a sharded jit, or pmap.
+
+`train.parallel` picks the wrapper around the one pure step body of `cnnjax.steps`:
+
+- 'single': `jax.jit` on one device.
+- 'sharded': `jax.jit` over a `Mesh` of every device with `NamedSharding`s: the state replicated,
+  the batch split along the mesh's 'batch' axis. XLA partitions the step and inserts the gradient
+  all-reduce itself. This is the default when there is more than one device, and the way to scale
+  to many hosts.
+- 'pmap': `jax.pmap` over the local devices with an explicit `lax.psum` of gradients and metric
+  sums over the 'batch' axis. pmap is in maintenance mode in current JAX: it is kept working and
+  tested, but nothing new builds on it.
+- 'auto': 'sharded' when there is more than one device, else 'single'.
+
+The global batch (`train.batch_size`) is split across all devices of all processes; each process
+feeds only its own rows (`local_rows`). Whatever the wrapper, metric sums come back as replicated
+scalars that stay on the device until the epoch ends, and the state is checkpointed in one form
+(`to_checkpoint`): a checkpoint written with 8 devices restores with 1 and the reverse.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cnnjax import steps
+from cnnjax.errors import ConfigError
+from cnnjax.losses import Objective
+from cnnjax.rng import BATCH_AXIS
+
+MODES = ('auto', 'single', 'sharded', 'pmap')
+Batch = dict[str, Any]
+
+
+def _local_value(x: Any) -> np.ndarray:
+  """A replicated array's value as NumPy, read from this process's first copy."""
+  if isinstance(x, jax.Array):
+    return np.asarray(x.addressable_data(0))
+  return np.asarray(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+  """The chosen wrapper: places states and batches and runs the jitted steps."""
+
+  mode: str
+  objective: Objective
+  devices: tuple = dataclasses.field(default_factory=lambda: tuple(jax.devices()))
+
+  # -- layout -------------------------------------------------------------------------------------
+
+  @property
+  def num_devices(self) -> int:
+    """The devices one global batch is split across."""
+    return 1 if self.mode == 'single' else len(self.devices)
+
+  @functools.cached_property
+  def mesh(self) -> Mesh:
+    return Mesh(np.asarray(self.devices), (BATCH_AXIS,))
+
+  @functools.cached_property
+  def replicated(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec())
+
+  @functools.cached_property
+  def batch_sharding(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec(BATCH_AXIS))
+
+  def check_batch_size(self, batch_size: int, field: str) -> None:
+    """A batch that does not split evenly is an error now, not a shape error inside XLA."""
+    if batch_size % self.num_devices:
+      raise ConfigError(
+          f'{field}={batch_size} does not split evenly across {self.num_devices} devices '
+          f"(train.parallel='{self.mode}'); use a multiple of {self.num_devices}")
+
+  def local_rows(self, batch: Batch) -> Batch:
+    """This process's rows of a global batch (all of them on a single host)."""
+    if jax.process_count() == 1 or self.mode == 'single':
+      return batch
+    n = len(batch['label']) // jax.process_count()
+    start = jax.process_index() * n
+    return {k: v[start:start + n] for k, v in batch.items()}
+
+  # -- states -------------------------------------------------------------------------------------
+
+  def _global_replicated(self, tree: Any) -> Any:
+    def put(x):
+      value = _local_value(x)
+      return jax.make_array_from_callback(value.shape, self.replicated, lambda idx: value[idx])
+    return jax.tree.map(put, tree)
+
+  def to_checkpoint(self, state: Any) -> Any:
+    """The state in the form checkpoints hold: replicated global arrays (plain on one device)."""
+    if self.mode == 'pmap':
+      return self._global_replicated(jax.tree.map(lambda x: x[0], state))
+    return state  # Already one array per leaf (replicated over the mesh when sharded).
+
+  def place_state(self, state: Any) -> Any:
+    """A fresh or restored state, laid out for the step."""
+    if self.mode == 'single':
+      return jax.device_put(state, self.devices[0])
+    if self.mode == 'sharded':
+      return self._global_replicated(state)
+    local = jax.local_devices()
+    stacked = jax.tree.map(lambda x: np.broadcast_to(_local_value(x), (len(local), *np.shape(x))),
+                           state)
+    return jax.pmap(lambda x: x, axis_name=BATCH_AXIS, devices=local)(stacked)
+
+  def place_batch(self, batch: Batch) -> Batch:
+    """This process's rows of a batch, on its devices."""
+    if self.mode == 'single':
+      return jax.device_put(batch, self.devices[0])
+    if self.mode == 'sharded':
+      return jax.make_array_from_process_local_data(self.batch_sharding, batch)
+    n = jax.local_device_count()
+    return jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
+
+  # -- steps --------------------------------------------------------------------------------------
+
+  @functools.cached_property
+  def train_step(self) -> Callable[[Any, Batch], tuple[Any, steps.Metrics]]:
+    body = functools.partial(steps.train_step, objective=self.objective)
+    if self.mode == 'single':
+      return jax.jit(body, donate_argnums=0)
+    if self.mode == 'sharded':
+      return jax.jit(body, in_shardings=(self.replicated, self.batch_sharding),
+                     out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+    mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
+                      donate_argnums=0, devices=jax.local_devices())
+
+    def step(state, batch):
+      state, sums = mapped(state, batch)
+      return state, jax.tree.map(lambda x: x[0], sums)  # Replicated: any copy will do.
+    return step
+
+  @functools.cached_property
+  def eval_step(self) -> Callable[[Any, Batch], steps.Metrics]:
+    body = functools.partial(steps.eval_step, objective=self.objective)
+    if self.mode == 'single':
+      return jax.jit(body)
+    if self.mode == 'sharded':
+      return jax.jit(body, in_shardings=(self.replicated, self.batch_sharding),
+                     out_shardings=self.replicated)
+    mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
+                      devices=jax.local_devices())
+    return lambda state, batch: jax.tree.map(lambda x: x[0], mapped(state, batch))
+
+
+def create_parallel(mode: str, objective: Objective) -> Parallel:
+  """The wrapper `train.parallel` names ('auto' resolves by the device count)."""
+  if mode not in MODES:
+    raise ConfigError(f'train.parallel={mode!r} is not a known mode; choose one of {MODES}')
+  if mode == 'auto':
+    mode = 'sharded' if jax.device_count() > 1 else 'single'
+  return Parallel(mode, objective)
+
+
+MULTI_PROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def initialize_distributed(environ: dict[str, str]) -> bool:
+  """Joins JAX's distributed runtime when this process is one of several; True if it did.
+
+  `jax.distributed.initialize()` finds the coordinator, process count and process id itself on
+  SLURM and Open MPI clusters, or from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID. It must run before anything else touches the devices.
+  """
+  several = environ.get('JAX_COORDINATOR_ADDRESS') or any(
+      int(environ.get(name, '1') or 1) > 1 for name in MULTI_PROCESS_ENV[1:])
+  if not several:
+    return False
+  jax.distributed.initialize()
+  return True

@@ -1,0 +1,95 @@
+"""Checks that need several devices, run by tests/test_parallel.py in a fresh process.
+
+JAX fixes its device count when it starts, so each check runs as
+`XLA_FLAGS=--xla_force_host_platform_device_count=N python tests/multidevice_checks.py CHECK ARGS`
+and prints one JSON line with what the test asserts on.
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+import optax
+
+from cnnjax.checkpointing import Checkpoints
+from cnnjax.losses import get_objective
+from cnnjax.models.convnet import ConvNet
+from cnnjax.parallel import create_parallel
+from cnnjax.train_state import create_train_state
+
+OBJECTIVE = get_objective('sparse_categorical_crossentropy')
+GLOBAL_BATCH = 16
+
+
+def tiny_state():
+  model = ConvNet(conv_features=(4,), num_outputs=3, hidden_units=(8,), dropout_rate=0.3)
+  return create_train_state(model, optax.adamw(1e-2, weight_decay=1e-3), (8, 8, 1), seed=0)
+
+
+def global_batch(step):
+  rng = np.random.default_rng(step)
+  return {'image': rng.random((GLOBAL_BATCH, 8, 8, 1), dtype=np.float32),
+          'label': rng.integers(0, 3, GLOBAL_BATCH).astype(np.int32),
+          'mask': np.ones(GLOBAL_BATCH, np.float32)}
+
+
+def train(mode, num_steps, state=None):
+  parallel = create_parallel(mode, OBJECTIVE)
+  parallel.check_batch_size(GLOBAL_BATCH, 'train.batch_size')
+  state = parallel.place_state(tiny_state() if state is None else state)
+  losses = []
+  for step in range(num_steps):
+    state, sums = parallel.train_step(state, parallel.place_batch(global_batch(step)))
+    losses.append(float(sums['loss']) / float(sums['count']))
+  eval_sums = parallel.eval_step(state, parallel.place_batch(global_batch(100)))
+  return parallel, state, losses, {k: float(v) for k, v in eval_sums.items()}
+
+
+def flat_params(parallel, state):
+  params = jax.device_get(parallel.to_checkpoint(state).params)
+  return {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v).ravel().tolist()
+          for path, v in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def check_steps(mode, num_steps):
+  parallel, state, losses, eval_sums = train(mode, int(num_steps))
+  return {'devices': parallel.num_devices, 'mode': parallel.mode, 'losses': losses,
+          'eval': eval_sums, 'params': flat_params(parallel, state),
+          'step': int(jax.device_get(parallel.to_checkpoint(state).step))}
+
+
+def check_save(mode, directory):
+  parallel, state, _, _ = train(mode, 3)
+  checkpoints = Checkpoints(directory)
+  checkpoints.save(1, parallel.to_checkpoint(state), [{'epoch': 1, 'val_loss': 1.0}])
+  checkpoints.close()
+  return {'devices': parallel.num_devices, 'params': flat_params(parallel, state)}
+
+
+def check_restore(mode, directory):
+  parallel = create_parallel(mode, OBJECTIVE)
+  like = parallel.to_checkpoint(parallel.place_state(tiny_state()))
+  checkpoints = Checkpoints(directory)
+  restored, history = checkpoints.restore(checkpoints.latest_epoch(), like)
+  checkpoints.close()
+  state = parallel.place_state(restored)
+  params = flat_params(parallel, state)
+  # The restored state trains on: one more step runs on this layout (and donates `state`).
+  state, _ = parallel.train_step(state, parallel.place_batch(global_batch(3)))
+  return {'devices': parallel.num_devices, 'params': params, 'history': history,
+          'step_after': int(jax.device_get(parallel.to_checkpoint(state).step))}
+
+
+def check_bad_batch(mode):
+  parallel = create_parallel(mode, OBJECTIVE)
+  try:
+    parallel.check_batch_size(GLOBAL_BATCH + 1, 'train.batch_size')
+  except Exception as e:  # pylint: disable=broad-except
+    return {'error': type(e).__name__, 'message': str(e)}
+  return {'error': None}
+
+
+if __name__ == '__main__':
+  check, *args = sys.argv[1:]
+  print(json.dumps(globals()[f'check_{check}'](*args)))
