@@ -18,6 +18,7 @@ scalars that stay on the device until the epoch ends, and the state is checkpoin
 (`to_checkpoint`): a checkpoint written with 8 devices restores with 1 and the reverse.
 """
 
+import collections
 import dataclasses
 import functools
 from typing import Any, Callable
@@ -33,6 +34,28 @@ from cnnjax.rng import BATCH_AXIS
 
 MODES = ('auto', 'single', 'sharded', 'pmap')
 Batch = dict[str, Any]
+
+# How far the host may run ahead of the devices, in dispatched steps. Enough to keep a GPU fed;
+# without a bound, XLA:CPU's cross-device all-reduce deadlocks once a few dozen sharded steps
+# are queued (seen with 2 and 8 CPU devices, jax 0.10.2).
+MAX_STEPS_IN_FLIGHT = 8
+
+
+def _paced(step: Callable, max_in_flight: int) -> Callable:
+  """`step`, waiting for the step `max_in_flight` calls back before dispatching a new one.
+
+  Waiting on an old step's metrics never waits on the newest one, so the devices stay busy and
+  metrics still reach the host only when asked for.
+  """
+  in_flight = collections.deque()
+
+  def paced_step(state, batch):
+    if len(in_flight) >= max_in_flight:
+      jax.block_until_ready(in_flight.popleft())
+    state, sums = step(state, batch)
+    in_flight.append(sums)
+    return state, sums
+  return paced_step
 
 
 def _local_value(x: Any) -> np.ndarray:
@@ -124,17 +147,18 @@ class Parallel:
   def train_step(self) -> Callable[[Any, Batch], tuple[Any, steps.Metrics]]:
     body = functools.partial(steps.train_step, objective=self.objective)
     if self.mode == 'single':
-      return jax.jit(body, donate_argnums=0)
-    if self.mode == 'sharded':
-      return jax.jit(body, in_shardings=(self.replicated, self.batch_sharding),
+      step = jax.jit(body, donate_argnums=0)
+    elif self.mode == 'sharded':
+      step = jax.jit(body, in_shardings=(self.replicated, self.batch_sharding),
                      out_shardings=(self.replicated, self.replicated), donate_argnums=0)
-    mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
-                      donate_argnums=0, devices=jax.local_devices())
+    else:
+      mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
+                        donate_argnums=0, devices=jax.local_devices())
 
-    def step(state, batch):
-      state, sums = mapped(state, batch)
-      return state, jax.tree.map(lambda x: x[0], sums)  # Replicated: any copy will do.
-    return step
+      def step(state, batch):
+        state, sums = mapped(state, batch)
+        return state, jax.tree.map(lambda x: x[0], sums)  # Replicated: any copy will do.
+    return _paced(step, MAX_STEPS_IN_FLIGHT)
 
   @functools.cached_property
   def eval_step(self) -> Callable[[Any, Batch], steps.Metrics]:
