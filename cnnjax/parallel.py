@@ -127,10 +127,10 @@ class Parallel:
       return jax.device_put(state, self.devices[0])
     if self.mode == 'sharded':
       return self._global_replicated(state)
-    local = jax.local_devices()
-    stacked = jax.tree.map(lambda x: np.broadcast_to(_local_value(x), (len(local), *np.shape(x))),
-                           state)
-    return jax.pmap(lambda x: x, axis_name=BATCH_AXIS, devices=local)(stacked)
+    # pmap maps over every device of every process; each process passes its local devices' part.
+    n = jax.local_device_count()
+    stacked = jax.tree.map(lambda x: np.broadcast_to(_local_value(x), (n, *np.shape(x))), state)
+    return jax.pmap(lambda x: x, axis_name=BATCH_AXIS)(stacked)
 
   def place_batch(self, batch: Batch) -> Batch:
     """This process's rows of a batch, on its devices."""
@@ -153,7 +153,7 @@ class Parallel:
                      out_shardings=(self.replicated, self.replicated), donate_argnums=0)
     else:
       mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
-                        donate_argnums=0, devices=jax.local_devices())
+                        donate_argnums=0)
 
       def step(state, batch):
         state, sums = mapped(state, batch)
@@ -188,13 +188,21 @@ MULTI_PROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD
 def initialize_distributed(environ: dict[str, str]) -> bool:
   """Joins JAX's distributed runtime when this process is one of several; True if it did.
 
-  `jax.distributed.initialize()` finds the coordinator, process count and process id itself on
-  SLURM and Open MPI clusters, or from JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID. It must run before anything else touches the devices.
+  On SLURM and Open MPI clusters `jax.distributed.initialize()` finds the coordinator, process
+  count and process id itself; anywhere else set JAX_COORDINATOR_ADDRESS (host:port of process
+  0), JAX_NUM_PROCESSES and JAX_PROCESS_ID in each process's environment. It must run before
+  anything else touches the devices.
   """
-  several = environ.get('JAX_COORDINATOR_ADDRESS') or any(
-      int(environ.get(name, '1') or 1) > 1 for name in MULTI_PROCESS_ENV[1:])
-  if not several:
-    return False
-  jax.distributed.initialize()
-  return True
+  if environ.get('JAX_COORDINATOR_ADDRESS'):
+    try:
+      num_processes, process_id = (int(environ[name]) for name in ('JAX_NUM_PROCESSES',
+                                                                   'JAX_PROCESS_ID'))
+    except (KeyError, ValueError) as e:
+      raise ConfigError('JAX_COORDINATOR_ADDRESS is set, so JAX_NUM_PROCESSES and JAX_PROCESS_ID '
+                        f'must be set to integers too ({e})') from e
+    jax.distributed.initialize(environ['JAX_COORDINATOR_ADDRESS'], num_processes, process_id)
+    return True
+  if any(int(environ.get(name, '1') or 1) > 1 for name in MULTI_PROCESS_ENV[1:]):
+    jax.distributed.initialize()
+    return True
+  return False

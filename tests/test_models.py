@@ -22,6 +22,8 @@ EXPECTED = {
     'mnist_convnet': ((28, 28, 1), 104_202),
     'cats_vs_dogs_150': ((150, 150, 3), 3_453_121),
     'cats_vs_dogs_180': ((180, 180, 3), 991_041),
+    'vgg16': ((224, 224, 3), 138_357_544),
+    'vgg16_base': ((150, 150, 3), 14_714_688),
 }
 
 
@@ -98,6 +100,11 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   variables = model.init(jax.random.key(0), images)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
   assert model.apply(variables, images).dtype == jnp.float32
+
+
+def test_field_a_model_lacks_is_a_clear_error():
+  with pytest.raises(ConfigError, match="model.dropout_rate=0.5 does not apply to model.name='vgg16'"):
+    create_model(model_config('vgg16', dropout_rate=0.5))
 
 
 def test_bad_model_config_fields_are_named():

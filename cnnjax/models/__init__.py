@@ -5,6 +5,8 @@ Models are pure functions of (variables, images): `model.init(rng, images)` make
 config names; `register_model` lets research code add its own under a new name.
 """
 
+import dataclasses
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -12,6 +14,7 @@ import jax.numpy as jnp
 
 from cnnjax.errors import ConfigError
 from cnnjax.models import convnet
+from cnnjax.models import vgg16
 from cnnjax.models.layer_outputs import layer_outputs
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -21,6 +24,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'mnist_convnet': convnet.mnist_convnet,
     'cats_vs_dogs_150': convnet.cats_vs_dogs_150,
     'cats_vs_dogs_180': convnet.cats_vs_dogs_180,
+    'vgg16': vgg16.VGG16,
+    'vgg16_base': functools.partial(vgg16.VGG16, include_top=False),
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -41,16 +46,24 @@ def create_model(model_config) -> nn.Module:
   if name not in MODELS:
     raise ConfigError(f'model.name={name!r} is not a known model; choose one of {sorted(MODELS)} '
                       'or register yours with cnnjax.models.register_model')
+  constructor = MODELS[name]
+  module_class = constructor.func if isinstance(constructor, functools.partial) else constructor
+  accepted = ({f.name for f in dataclasses.fields(module_class)}
+              if dataclasses.is_dataclass(module_class) else None)
   kwargs = {}
   for field in ('num_outputs', 'dropout_rate'):
     value = model_config.get(field)
-    if value is not None:
-      kwargs[field] = value
+    if value is None:
+      continue
+    if accepted is not None and field not in accepted:
+      raise ConfigError(f'model.{field}={value} does not apply to model.name={name!r}; leave it '
+                        'unset (None)')
+    kwargs[field] = value
   dtype = model_config.get('dtype', 'float32')
   if dtype not in DTYPES:
     raise ConfigError(f'model.dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}')
   kwargs['dtype'] = DTYPES[dtype]
-  return MODELS[name](**kwargs)
+  return constructor(**kwargs)
 
 
 __all__ = ['MODELS', 'create_model', 'layer_outputs', 'register_model']

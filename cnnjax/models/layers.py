@@ -124,6 +124,13 @@ class GlobalAveragePooling2D(nn.Module):
     return jnp.mean(x, axis=(1, 2))
 
 
+class GlobalMaxPooling2D(nn.Module):
+  """Maximum over the spatial axes: (N, H, W, C) -> (N, C)."""
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return jnp.max(x, axis=(1, 2))
+
+
 class Flatten(nn.Module):
   """(N, ...) -> (N, prod(...)), in row-major NHWC order as Keras flattens channels-last maps."""
 
