@@ -1,0 +1,117 @@
+"""Augmentation throughput in images per second (a benchmark, not a test).
+
+Times, in one run and on the same random batch (default 32 images of 150x150x3, the book's cats vs
+dogs shape): cnnjax's augmenters jitted on the JAX device (ImageDataGenerator vocabulary with the
+book's arguments, then the Keras-layers and torchvision vocabularies), and side by side Keras'
+own: the legacy `ImageDataGenerator(...).flow` (NumPy + scipy, one image at a time, which the
+1st edition uses) and Keras 3's RandomFlip + RandomRotation + RandomZoom layers called on the
+batch (JAX backend; the 2nd edition's stack). Prints one line per measurement and a header with
+the date, machine and versions.
+
+    python benchmarks/augmentation_throughput.py [--batch 32] [--size 150] [--steps 20]
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import time
+import warnings
+
+os.environ.setdefault('KERAS_BACKEND', 'jax')
+
+import jax  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+from cnnjax import augment  # pylint: disable=wrong-import-position
+
+# The book's ImageDataGenerator arguments (Listing 5.11), shared by both implementations.
+BOOK_ARGUMENTS = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+                      shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')
+
+
+def cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def best_rate(run_batch, batch: int, steps: int, repeats: int) -> float:
+  """Images per second of the fastest of `repeats` runs of `steps` batches, after a warm-up."""
+  run_batch(0)
+  best = 0.0
+  for repeat in range(repeats):
+    start = time.perf_counter()
+    for step in range(steps):
+      run_batch(1 + repeat * steps + step)
+    best = max(best, batch * steps / (time.perf_counter() - start))
+  return best
+
+
+def report(name: str, rate: float) -> None:
+  print(f'{name:<58s} {rate:>10,.0f} images/s', flush=True)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--batch', type=int, default=32)
+  parser.add_argument('--size', type=int, default=150)
+  parser.add_argument('--steps', type=int, default=20)
+  parser.add_argument('--repeats', type=int, default=3)
+  args = parser.parse_args()
+  shape = (args.batch, args.size, args.size, 3)
+  images = np.random.default_rng(0).random(shape, dtype=np.float32)
+
+  import keras  # pylint: disable=import-outside-toplevel
+  import scipy  # pylint: disable=import-outside-toplevel
+  print(f'# {datetime.datetime.now().isoformat(timespec="seconds")}  {platform.node()}  '
+        f'{cpu_model()}  {os.cpu_count()} CPUs  JAX device: {jax.devices()[0].device_kind}')
+  print(f'# jax {jax.__version__}  keras {keras.__version__} ({keras.backend.backend()} backend)  '
+        f'scipy {scipy.__version__}  numpy {np.__version__}  python {platform.python_version()}')
+  print(f'# batch {args.batch} of {args.size}x{args.size}x3 float32; best of {args.repeats} x '
+        f'{args.steps} batches')
+
+  device_images = jax.device_put(images)
+  base_key = jax.random.key(0)
+  for kind in ('image_data_generator', 'keras_layers', 'torchvision'):
+    config = augment.default_config()
+    config.kind = kind
+    if kind == 'image_data_generator':
+      config.image_data_generator.update(BOOK_ARGUMENTS)
+    augmenter = jax.jit(augment.make_augmenter(config))
+
+    def run_batch(step, augmenter=augmenter):
+      augmenter(jax.random.fold_in(base_key, step), device_images).block_until_ready()
+
+    report(f'cnnjax {kind} (jit, {jax.devices()[0].platform})',
+           best_rate(run_batch, args.batch, args.steps, args.repeats))
+
+  try:
+    from keras.src.legacy.preprocessing.image import \
+        ImageDataGenerator  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    ImageDataGenerator = None
+  if ImageDataGenerator is not None:
+    # Keras' legacy module calls scipy.ndimage through a deprecated name on every image.
+    warnings.filterwarnings('ignore', message='Please import `affine_transform`')
+    flow = ImageDataGenerator(**BOOK_ARGUMENTS).flow(images, batch_size=args.batch, seed=0)
+    report('keras ImageDataGenerator.flow (legacy, NumPy/scipy)',
+           best_rate(lambda step: next(flow), args.batch, args.steps, args.repeats))
+  else:
+    print('# keras.src.legacy.preprocessing.image.ImageDataGenerator is gone from this Keras')
+
+  layers = keras.Sequential([keras.layers.RandomFlip('horizontal', seed=0),
+                             keras.layers.RandomRotation(0.1, seed=0),
+                             keras.layers.RandomZoom(0.2, seed=0)])
+  report(f'keras 3 layers Flip+Rotation+Zoom ({keras.backend.backend()}, eager)',
+         best_rate(lambda step: np.asarray(layers(images, training=True)), args.batch,
+                   args.steps, args.repeats))
+
+
+if __name__ == '__main__':
+  main()
