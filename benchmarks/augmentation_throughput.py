@@ -24,21 +24,11 @@ import jax  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 from cnnjax import augment  # pylint: disable=wrong-import-position
+from machine import cpu_model  # pylint: disable=wrong-import-position
 
 # The book's ImageDataGenerator arguments (Listing 5.11), shared by both implementations.
 BOOK_ARGUMENTS = dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
                       shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')
-
-
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
 
 
 def best_rate(run_batch, batch: int, steps: int, repeats: int) -> float:

@@ -14,27 +14,16 @@ overhead of splitting a step, not a speed-up.
 """
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+from machine import machine_description
 
 
 def load_config(path: str):
@@ -109,9 +98,7 @@ def main() -> None:
     print(json.dumps(measure(args.config, args.parallel, args.steps, args.repeats)))
     return
 
-  header = {'date': datetime.date.today().isoformat(),
-            'machine': f'{cpu_model()}, {os.cpu_count()} cores', 'platform': platform.platform(),
-            'config': args.config}
+  header = {**machine_description(), 'config': args.config}
   print(json.dumps(header))
   print(f"{'devices':>7}  {'mode':8}  {'step only (images/s)':>22}  {'training loop (images/s)':>26}")
   counts = [int(c) for c in args.device_counts.split(',') if c] or [None]

@@ -10,17 +10,13 @@ Training needs the image-folder data pipeline, which is not built yet: for now t
 `--mode summary` only.
 """
 
-from cnnjax.config import base_config
+from configs import cats_vs_dogs_scratch
 
 
 def get_config():
-  config = base_config()
-  config.data.source = 'image_folder'
-  config.data.name = 'cats_vs_dogs'
-  config.data.num_classes = 2
+  config = cats_vs_dogs_scratch.get_config()
   config.model.name = 'cats_vs_dogs_180'
   config.model.input_shape = (180, 180, 3)
-  config.train.loss = 'binary_crossentropy'
+  config.train.learning_rate = 1e-3
   config.train.batch_size = 32
-  config.train.epochs = 30
   return config
