@@ -37,7 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train = train = ml_collections.ConfigDict()
   train.epochs = 5
   train.batch_size = 64
-  train.eval_batch_size = 512   # A power of two splits evenly across any device count that is one.
+  train.eval_batch_size = 512   # Splits evenly across 1, 2, 4, 8, ... devices.
   train.loss = 'sparse_categorical_crossentropy'
   train.optimizer = 'rmsprop'
   train.learning_rate = 1e-3
