@@ -2,7 +2,8 @@
 
 Override any config field with `--config.GROUP.FIELD=VALUE` (e.g. `--config.train.epochs=10`); the
 config is locked, so a misspelt field is an error that names it. `--mode summary` prints the
-model's summary and exits. Everything else lives in the `cnnjax` package.
+model's summary and exits. A config's `job` field picks the job: training (the default) or
+'visualize' (figures of a trained model). Everything else lives in the `cnnjax` package.
 """
 
 import os
@@ -61,8 +62,13 @@ def main(argv: list[str]) -> None:
     if _MODE.value == 'summary':
       print(summary(create_model(config.model), config.model.input_shape, name=config.model.name))
       return
+    job = config.get('job', 'train')
     if not _WORKDIR.value:
-      raise app.UsageError('--workdir is required to train: checkpoints and history go there')
+      raise app.UsageError(f'--workdir is required for the {job} job: its outputs go there')
+    if job == 'visualize':
+      from cnnjax.visualize.job import run  # pylint: disable=import-outside-toplevel
+      run(config, _WORKDIR.value)
+      return
     from cnnjax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
     train_and_evaluate(config, _WORKDIR.value)
   except CnnjaxError as e:

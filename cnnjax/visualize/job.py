@@ -1,0 +1,488 @@
+"""The visualize job: every figure of "seeing inside the convnet" for a trained or pretrained model.
+
+`run(config, workdir)` writes, under `workdir`:
+
+- convolution/: hand-made kernels on an image, the lecture's Gabor kernels, a Gabor response
+  magnitude, a Gabor filter bank over three images, and the 6x6 pooling example (data sets of
+  small grayscale images only: `visualize.convolution_demos`);
+- activations/: the input image and the channel grid of every conv and pool layer (16 per row);
+- filter_patterns/: the 8x8 grid of the first 64 filters of each layer of `visualize.filter_layers`
+  by the reference recipe, and by the Lucid-style mode when `visualize.lucid` is set;
+- class_activation_maps/: every method of `visualize.cam_methods` on a few images (CAM only where
+  the model ends in global average pooling), the reference's heatmap-and-overlay pair, and one
+  image's maps for many classes at once;
+- figures.json: the list of files written, by section.
+
+The model comes from one of two places:
+
+- a trained run (`visualize.checkpoint_dir`, e.g. the main job's workdir): its best checkpoint by
+  val_loss is restored, with the model and optimizer described by the run's own config.json, and
+  the images come from `config.data` (`visualize.split`);
+- a pretrained weight file (`visualize.weights`, e.g. Keras' VGG16 ImageNet weights): the model is
+  `config.model`, the weights go through `cnnjax.weights`, the image is `visualize.image` (a photo)
+  prepared with `cnnjax.imagenet.preprocess_input` (`visualize.preprocess`).
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cnnjax import data as data_lib
+from cnnjax.checkpointing import Checkpoints
+from cnnjax.errors import ConfigError, DataError
+from cnnjax.models import create_model
+from cnnjax.optimizers import create_optimizer
+from cnnjax.train_state import create_train_state
+from cnnjax.visualize import activations
+from cnnjax.visualize import cam
+from cnnjax.visualize import convolution
+from cnnjax.visualize import figures
+from cnnjax.visualize import filter_patterns
+from cnnjax.visualize import kernels
+from cnnjax.visualize import overlay
+from cnnjax.visualize.layer_probe import apply_until
+
+# The 6x6 example of SPEC.md section 1 (3x3 windows, stride 3).
+POOLING_EXAMPLE = ((2, 1, 7, 1, 2, 5), (5, 0, 3, 4, 1, 2), (1, 7, 8, 3, 3, 0),
+                   (0, 3, 2, 0, 1, 1), (6, 2, 5, 3, 0, 3), (3, 6, 0, 2, 1, 0))
+# The lecture's grayscale conversion of colour images.
+GRAY_WEIGHTS = (0.2990, 0.5870, 0.1140)
+# Pretrained weight loaders by model name: module and function, imported only when used.
+WEIGHT_LOADERS = {'vgg16': ('cnnjax.weights', 'load_vgg16_weights')}
+# ImageNet models show the top classes, not all 1,000, in the many-classes figure.
+_MAX_CLASSES_SHOWN = 10
+
+
+@dataclasses.dataclass
+class Subject:
+  """The model being looked at, its variables and the images shown to it.
+
+  Attributes:
+    model: the Flax model.
+    variables: its variables.
+    name: a name for figure titles.
+    images: (N, H, W, C) images in the model's input units.
+    display: the same images as floats in [0, 1] for drawing.
+    labels: (N,) true classes, -1 where unknown.
+    class_names: a name per class (may be empty).
+    unit_preprocess: maps [0, 1] images to the model's input units (for the Lucid mode).
+  """
+
+  model: nn.Module
+  variables: dict
+  name: str
+  images: jax.Array
+  display: jax.Array
+  labels: np.ndarray
+  class_names: Sequence[str]
+  unit_preprocess: Callable[[jax.Array], jax.Array]
+
+  def class_name(self, index: int) -> str:
+    if 0 <= index < len(self.class_names):
+      return self.class_names[index]
+    return f'class {index}'
+
+
+def _identity(images: jax.Array) -> jax.Array:
+  return images
+
+
+def _caffe_from_unit(images: jax.Array) -> jax.Array:
+  from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
+  return imagenet.preprocess_input(images * 255.0, 'caffe')
+
+
+def _torch_from_unit(images: jax.Array) -> jax.Array:
+  from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
+  return imagenet.preprocess_input(images * 255.0, 'torch')
+
+
+def _tf_from_unit(images: jax.Array) -> jax.Array:
+  from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
+  return imagenet.preprocess_input(images * 255.0, 'tf')
+
+
+# Named functions, not lambdas: they are static arguments of a jitted function.
+UNIT_PREPROCESS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'none': _identity, 'caffe': _caffe_from_unit, 'torch': _torch_from_unit, 'tf': _tf_from_unit,
+}
+
+
+def distinct_class_examples(labels: np.ndarray, count: int,
+                            classes: Sequence[int] | None = None) -> list[int]:
+  """Indices of the first example of each class: of `classes` in that order, else in order seen."""
+  labels = np.asarray(labels)
+  if classes is None:
+    _, first = np.unique(labels, return_index=True)
+    return sorted(first.tolist())[:count]
+  indices = []
+  for c in classes:
+    found = np.flatnonzero(labels == c)
+    if not len(found):
+      raise DataError(f'no example of class {c} in the {len(labels)} images to draw from; choose '
+                      'other visualize.filter_bank_classes or use more data')
+    indices.append(int(found[0]))
+  return indices
+
+
+def _run_config(checkpoint_dir: str,
+                config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config the checkpoint was trained with (its config.json), else `config` itself."""
+  path = os.path.join(checkpoint_dir, 'config.json')
+  if not os.path.isfile(path):
+    print(f'note: {path} is missing; building the model from this config\'s model group')
+    return config
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_trained(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
+  """The model and parameters of the best checkpoint of the run in `visualize.checkpoint_dir`.
+
+  Returns:
+    (model, variables, the run's config, the best epoch).
+
+  Raises:
+    ConfigError: when the directory holds no checkpoint; the message says to run the main job.
+  """
+  run_dir = config.visualize.checkpoint_dir
+  if not run_dir:
+    raise ConfigError('visualize.checkpoint_dir is empty: set it to the workdir of a training run '
+                      '(e.g. runs/fashion_mnist), or set visualize.weights to a pretrained file')
+  directory = os.path.join(run_dir, 'checkpoints')
+  train_command = ('python launch.py --config configs/fashion_mnist.py --workdir '
+                   f'{run_dir}')
+  if not os.path.isdir(directory):
+    raise ConfigError(f'no checkpoints in {directory} (visualize.checkpoint_dir={run_dir!r}): run '
+                      f'the main job first, e.g. `{train_command}`, or point '
+                      'visualize.checkpoint_dir at the workdir of a finished run')
+  run_config = _run_config(run_dir, config)
+  model = create_model(run_config.model)
+  # Only the state's structure matters for restoring: the schedule's length is irrelevant.
+  like = create_train_state(model, create_optimizer(run_config.train, 1), tuple(image_shape),
+                            int(run_config.get('seed', 0)))
+  checkpoints = Checkpoints(directory)
+  try:
+    best_epoch = checkpoints.best_epoch()
+    if best_epoch is None:
+      raise ConfigError(f'{directory} holds no finished checkpoint: run the main job to the end '
+                        f'first, e.g. `{train_command}`')
+    state, _ = checkpoints.restore(best_epoch, jax.device_get(like))
+  finally:
+    checkpoints.close()
+  return model, {'params': state.params}, run_config, best_epoch
+
+
+def _trained_subject(
+    config: ml_collections.ConfigDict) -> tuple[Subject, data_lib.ArrayDataset]:
+  v = config.visualize
+  datasets = data_lib.load_datasets(config.data)
+  if v.split not in ('train', 'validation', 'test'):
+    raise ConfigError(f"visualize.split must be 'train', 'validation' or 'test', not {v.split!r}")
+  split = getattr(datasets, v.split)
+  model, variables, run_config, best_epoch = restore_trained(config, datasets.image_shape)
+  print(f'visualizing {run_config.model.name} from the checkpoint of epoch {best_epoch} in '
+        f'{v.checkpoint_dir}')
+  indices = distinct_class_examples(split.labels, v.num_examples)
+  images = jnp.asarray(split.images[indices])
+  return Subject(model, variables, run_config.model.name, images, images,
+                 np.asarray(split.labels[indices]), v.class_names, _identity), split
+
+
+def load_photo(path: str, size: int) -> np.ndarray:
+  """An RGB photo resized to size x size (nearest neighbour, as Keras' load_img), 0..255 float32."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  if not os.path.isfile(path):
+    raise DataError(f'visualize.image={path!r} is not a file; give the path of a photo (JPEG or '
+                    'PNG), e.g. the reference\'s African elephant picture')
+  with Image.open(path) as image:
+    image = image.convert('RGB').resize((size, size), Image.Resampling.NEAREST)
+    return np.asarray(image, np.float32)
+
+
+def pretrained_variables(model, model_name: str, path: str, input_shape: Sequence[int]):
+  """The model's variables with the parameters of a pretrained weight file merged in."""
+  if model_name not in WEIGHT_LOADERS:
+    raise ConfigError(f'no pretrained weight loader for model {model_name!r}; visualize.weights '
+                      f'works for {sorted(WEIGHT_LOADERS)}')
+  # Imported here: only this path needs the weight readers (h5py and friends).
+  import importlib  # pylint: disable=import-outside-toplevel
+  from cnnjax.weights import merge_params  # pylint: disable=import-outside-toplevel
+  module_name, function = WEIGHT_LOADERS[model_name]
+  load = getattr(importlib.import_module(module_name), function)
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
+  params = merge_params(variables['params'], load(path), source=path)
+  return {**variables, 'params': params}
+
+
+def _pretrained_subject(config: ml_collections.ConfigDict) -> Subject:
+  from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
+  from cnnjax.weights import detect_format  # pylint: disable=import-outside-toplevel
+  v = config.visualize
+  if not v.image:
+    raise ConfigError('visualize.image is empty: with pretrained weights the job needs a photo to '
+                      'look at; set visualize.image to a JPEG or PNG file')
+  mode = v.preprocess or imagenet.MODE_FOR_WEIGHTS_FORMAT.get(detect_format(v.weights), 'none')
+  if mode not in UNIT_PREPROCESS:
+    raise ConfigError(f'visualize.preprocess={mode!r} is unknown; choose one of '
+                      f'{sorted(UNIT_PREPROCESS)}')
+  size = v.image_size
+  model = create_model(config.model)
+  variables = pretrained_variables(model, config.model.name, v.weights, (size, size, 3))
+  photo = load_photo(v.image, size)[None]
+  display = jnp.asarray(photo / 255.0)
+  images = UNIT_PREPROCESS[mode](display)
+  num_outputs = jax.eval_shape(lambda x: model.apply(variables, x), images).shape[-1]
+  class_names = list(v.class_names)
+  if not class_names and num_outputs == imagenet.NUM_CLASSES:
+    class_names = [name for _, name, _ in imagenet.imagenet_classes()]
+    top = imagenet.decode_predictions(model.apply(variables, images), top=3, from_logits=True)[0]
+    print('predicted: ' + ', '.join(f'{name} {p:.3f}' for _, name, p in top))
+  print(f'visualizing {config.model.name} with the weights of {v.weights} on {v.image} '
+        f"('{mode}' preprocessing)")
+  return Subject(model, variables, config.model.name, images, display, np.full(1, -1),
+                 class_names, UNIT_PREPROCESS[mode])
+
+
+def _gray(images: jax.Array) -> jax.Array:
+  """(N, H, W, C) -> (N, H, W): the channel itself, or the lecture's luminance of RGB."""
+  if images.shape[-1] == 1:
+    return images[..., 0]
+  return jnp.tensordot(images, jnp.asarray(GRAY_WEIGHTS), axes=1)
+
+
+def convolution_figures(subject: Subject, split, config, out_dir: str) -> list[str]:
+  """Hand-made kernels, Gabor kernels and responses, a filter bank, the pooling example."""
+  v = config.visualize
+  written = []
+  image = _gray(subject.display[:1])[0]
+  stack = np.stack(list(kernels.HAND_MADE_KERNELS.values()))
+  filtered = convolution.correlate(image, stack, padding='same')
+  written.append(figures.plot_kernel_demo(
+      image, kernels.HAND_MADE_KERNELS, dict(zip(kernels.HAND_MADE_KERNELS, filtered)),
+      os.path.join(out_dir, 'hand_made_kernels.png')))
+
+  lecture = list(kernels.LECTURE_GABORS)
+  written.append(figures.plot_gabor_kernels([g.kernel() for g in lecture],
+                                            [g.label() for g in lecture],
+                                            os.path.join(out_dir, 'gabor_kernels.png')))
+  demo = kernels.GaborParams(*v.gabor_demo)
+  written.append(figures.plot_gabor_response(
+      image, demo.kernel(), convolution.response_magnitude(image, demo.kernel()), demo.label(),
+      os.path.join(out_dir, 'gabor_response.png')))
+
+  bank = kernels.gabor_bank()
+  bank_kernels = [g.kernel() for g in bank]
+  indices = distinct_class_examples(split.labels, 3, v.filter_bank_classes)
+  bank_images = _gray(jnp.asarray(split.images[indices]))
+  magnitudes = convolution.response_magnitude(bank_images, kernels.stack_kernels(bank_kernels))
+  names = [subject.class_name(int(split.labels[i])) for i in indices]
+  written.append(figures.plot_filter_bank(bank_images, names, bank_kernels,
+                                          [g.label() for g in bank], magnitudes,
+                                          os.path.join(out_dir, 'gabor_filter_bank.png')))
+
+  matrix = np.asarray(POOLING_EXAMPLE, np.float32)
+  pooled = {'max-pooling\n3x3, stride 3': convolution.pool(matrix, 3, kind='max'),
+            'mean-pooling\n3x3, stride 3': convolution.pool(matrix, 3, kind='mean'),
+            'overlapping max-pooling\n3x3, stride 1': convolution.pool(matrix, 3, 1, kind='max')}
+  written.append(figures.plot_pooling_example(matrix, 3, pooled,
+                                              os.path.join(out_dir, 'pooling.png')))
+  return written
+
+
+def activation_figures(subject: Subject, config, out_dir: str) -> list[str]:
+  """The input image and the channel grid of each conv and pool layer, for one image."""
+  v = config.visualize
+  index = v.activation_example
+  if not 0 <= index < subject.images.shape[0]:
+    raise ConfigError(f'visualize.activation_example={index} is not one of the '
+                      f'{subject.images.shape[0]} example images')
+  names = list(v.activation_layers) or None
+  maps = activations.feature_maps(subject.model, subject.variables, subject.images[index],
+                                  names=names)
+  label = int(subject.labels[index])
+  title = subject.class_name(label) if label >= 0 else 'input'
+  written = [figures.plot_image(subject.display[index], title,
+                                os.path.join(out_dir, '00_input.png'))]
+  for i, (layer, feature_map) in enumerate(maps.items(), start=1):
+    grid = activations.activation_grid(feature_map, v.images_per_row)
+    written.append(figures.plot_activation_grid(
+        grid, f'{layer} {tuple(feature_map.shape)}', os.path.join(out_dir, f'{i:02d}_{layer}.png'),
+        tile=tuple(feature_map.shape[:2])))
+  first = next(iter(maps))
+  channel = min(v.activation_channel, maps[first].shape[-1] - 1)
+  written.append(figures.plot_channel(maps[first], channel, first,
+                                      os.path.join(out_dir, f'{first}_channel_{channel}.png')))
+  return written
+
+
+def _pattern_size(subject: Subject, size: int) -> int:
+  return size or int(subject.images.shape[1])
+
+
+def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
+  """The grid of the first filters of each layer: the reference recipe, then the Lucid mode."""
+  v = config.visualize
+  key = jax.random.key(config.get('seed', 0))
+  channels = int(subject.images.shape[-1])
+  size = _pattern_size(subject, v.filter_size)
+  written = []
+  for layer in v.filter_layers:
+    start = time.perf_counter()
+    shape = jax.eval_shape(
+        lambda x, layer=layer: apply_until(subject.model, subject.variables, x, layer),
+        jnp.zeros((1, size, size, channels)))
+    count = min(v.filter_count, shape.shape[-1])
+    images, losses = filter_patterns.filter_patterns(
+        subject.model, subject.variables, layer, jnp.arange(count), jax.random.fold_in(key, 0),
+        size=size, channels=channels, steps=v.filter_steps, step_size=v.filter_step_size,
+        input_scale=v.filter_input_scale)
+    patterns = jax.vmap(filter_patterns.deprocess_image)(images)
+    grid = filter_patterns.pattern_grid(patterns, v.filter_columns, v.filter_margin)
+    written.append(figures.plot_filter_patterns(
+        grid, f'{subject.name} {layer}: filters 0-{count - 1}, gradient ascent',
+        os.path.join(out_dir, f'{layer}.png')))
+    print(f'filter patterns of {layer}: {count} filters, mean activation '
+          f'{float(losses[:, 0].mean()):.3g} -> {float(losses[:, -1].mean()):.3g} '
+          f'({time.perf_counter() - start:.1f}s)')
+    if v.lucid:
+      start = time.perf_counter()
+      lucid_size = v.lucid_size or size
+      images, activations_seen = filter_patterns.lucid_filter_patterns(
+          subject.model, subject.variables, layer, jnp.arange(count), jax.random.fold_in(key, 1),
+          size=lucid_size, channels=channels, steps=v.lucid_steps,
+          learning_rate=v.lucid_learning_rate, preprocess=subject.unit_preprocess)
+      grid = filter_patterns.pattern_grid(filter_patterns.to_uint8(images), v.filter_columns,
+                                          v.filter_margin)
+      written.append(figures.plot_filter_patterns(
+          grid, f'{subject.name} {layer}: filters 0-{count - 1}, Fourier + decorrelated + '
+          'robust + Adam', os.path.join(out_dir, f'{layer}_lucid.png')))
+      print(f'lucid patterns of {layer}: mean activation '
+            f'{float(activations_seen[:, 0].mean()):.3g} -> '
+            f'{float(activations_seen[:, -1].mean()):.3g} ({time.perf_counter() - start:.1f}s)')
+  return written
+
+
+def _image_title(subject: Subject, n: int, result: cam.ClassActivationMaps) -> str:
+  predicted = int(result.targets[n])
+  probability = float(result.probabilities[n, predicted])
+  label = int(subject.labels[n])
+  truth = f'{subject.class_name(label)}\n' if label >= 0 else ''
+  return f'{truth}pred: {subject.class_name(predicted)} ({probability:.2f})'
+
+
+def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
+  """Each method on the example images, the reference's Grad-CAM pair, and many classes at once."""
+  v = config.visualize
+  layer = v.cam_layer or None
+  size = tuple(subject.images.shape[1:3])
+  overlays = {}
+  reference = None
+  for method in v.cam_methods:
+    start = time.perf_counter()
+    try:
+      result = cam.class_activation_maps(subject.model, subject.variables, subject.images,
+                                         method=method, layer=layer,
+                                         batch_size=v.score_cam_batch_size)
+    except ConfigError as e:
+      if method != 'cam':
+        raise
+      print(f'skipping CAM: {e}')
+      continue
+    maps = cam.heatmaps(result, size)
+    overlays[cam.METHOD_NAMES[method]] = overlay.superimpose(subject.display, maps,
+                                                             v.cam_intensity, v.cam_overlay)
+    if method == 'grad_cam':
+      reference = result
+    print(f'{method}: maps of {result.layer} {tuple(result.maps.shape[1:])} for '
+          f'{result.maps.shape[0]} images ({time.perf_counter() - start:.1f}s)')
+  if not overlays:
+    return []
+  if reference is None:
+    reference = result
+  titles = [_image_title(subject, n, reference) for n in range(subject.images.shape[0])]
+  written = [figures.plot_cam_methods(subject.display, overlays, titles,
+                                      os.path.join(out_dir, 'methods.png'))]
+
+  method = reference.method
+  name = cam.METHOD_NAMES[method]
+  heatmap = cam.normalize_maps(reference.maps[0])
+  written.append(figures.plot_heatmap_and_overlay(
+      heatmap, overlays[name][0], f'{name} of {reference.layer}: {titles[0].splitlines()[-1]}',
+      os.path.join(out_dir, f'{method}_reference.png'),
+      overlay_title=f'superimposed ({v.cam_overlay}, intensity {v.cam_intensity:g})'))
+
+  probabilities = np.asarray(reference.probabilities[0])
+  num_classes = probabilities.shape[0]
+  if num_classes <= _MAX_CLASSES_SHOWN:
+    classes = np.arange(num_classes)
+  else:
+    classes = np.argsort(-probabilities)[:min(v.cam_top_classes, num_classes)]
+  per_class = cam.class_activation_maps(subject.model, subject.variables, subject.images[:1],
+                                        classes[None], method=method, layer=reference.layer,
+                                        batch_size=v.score_cam_batch_size)
+  class_overlays = overlay.superimpose(subject.display[:1, None], cam.heatmaps(per_class, size),
+                                       v.cam_intensity, v.cam_overlay)[0]
+  written.append(figures.plot_class_maps(
+      subject.display[0], class_overlays, [subject.class_name(int(c)) for c in classes],
+      probabilities[classes], f'{name} of {reference.layer}, one map per class',
+      os.path.join(out_dir, f'{method}_per_class.png')))
+  return written
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[str]]:
+  """Writes every figure the config asks for under `workdir`; returns the files by section.
+
+  Args:
+    config: a visualize config (see configs/visualize_fashion_mnist.py): `config.visualize` says
+      where the model comes from and what to draw; `config.data` gives the images of a trained
+      run.
+    workdir: where the figures go.
+
+  Returns:
+    {section: [paths]} for the sections convolution, activations, filter_patterns and
+    class_activation_maps (a section not drawn is absent).
+  """
+  if 'visualize' not in config:
+    raise ConfigError('the config has no visualize group; start from '
+                      'configs/visualize_fashion_mnist.py')
+  v = config.visualize
+  os.makedirs(workdir, exist_ok=True)
+  split = None
+  if v.weights:
+    subject = _pretrained_subject(config)
+  else:
+    subject, split = _trained_subject(config)
+  written: dict[str, list[str]] = {}
+  sections: list[tuple[str, Callable[[str], list[str]]]] = []
+  if v.convolution_demos:
+    if split is None:
+      print('skipping the convolution demos: they draw from a data set, not a photo')
+    else:
+      sections.append(('convolution',
+                       lambda d: convolution_figures(subject, split, config, d)))
+  sections += [
+      ('activations', lambda d: activation_figures(subject, config, d)),
+      ('filter_patterns', lambda d: filter_pattern_figures(subject, config, d)),
+      ('class_activation_maps', lambda d: cam_figures(subject, config, d)),
+  ]
+  for section, draw in sections:
+    if section not in v.sections:
+      continue
+    start = time.perf_counter()
+    written[section] = draw(os.path.join(workdir, section))
+    print(f'{section}: {len(written[section])} figures in {os.path.join(workdir, section)} '
+          f'({time.perf_counter() - start:.1f}s)', flush=True)
+  relative = {section: [os.path.relpath(p, workdir) for p in paths]
+              for section, paths in written.items()}
+  with open(os.path.join(workdir, 'figures.json'), 'w') as f:
+    json.dump(relative, f, indent=2)
+  return written

@@ -1,0 +1,164 @@
+"""The visualize job end to end: a tiny trained run's figures, a pretrained file with a photo."""
+
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnjax.errors import ConfigError
+from cnnjax.models import MODELS
+from cnnjax.models.convnet import ConvNet
+from cnnjax.train import train_and_evaluate
+from cnnjax.visualize import job
+
+from test_summary import load_config
+
+PNG = b'\x89PNG\r\n\x1a\n'
+TINY_PRETRAINED = functools.partial(ConvNet, conv_features=(4, 6), num_outputs=5, head='gap')
+
+
+def quick(config, data_config):
+  """The visualize config made fast: the tiny run's data slice, few filters, few steps."""
+  config.data = data_config
+  v = config.visualize
+  v.num_examples = 3
+  v.filter_count = 8
+  v.filter_steps = 5
+  v.lucid_steps = 4
+  v.lucid_size = 28
+  return config
+
+
+def assert_pngs(workdir, written):
+  with open(os.path.join(workdir, 'figures.json')) as f:
+    listed = json.load(f)
+  assert listed == {section: [os.path.relpath(p, workdir) for p in paths]
+                    for section, paths in written.items()}
+  for paths in written.values():
+    for path in paths:
+      with open(path, 'rb') as f:
+        assert f.read(8) == PNG, path
+
+
+@pytest.mark.slow  # Trains for two epochs, then draws 21 figures: about 40 s on 2 CPU cores.
+def test_the_job_draws_every_figure_of_a_trained_run(tiny_config, tmp_path, capsys):
+  run_dir = str(tmp_path / 'fashion_mnist_gap')
+  tiny_config.model.name = 'small_convnet_gap'  # Global average pooling: CAM applies too.
+  train_and_evaluate(tiny_config, run_dir)
+  config = quick(load_config('visualize_fashion_mnist'), tiny_config.data)
+  assert config.job == 'visualize'
+  config.visualize.checkpoint_dir = run_dir
+  workdir = str(tmp_path / 'visualize')
+  written = job.run(config, workdir)
+  out = capsys.readouterr().out
+  assert 'visualizing small_convnet_gap from the checkpoint of epoch' in out
+  assert 'skipping CAM' not in out
+  names = {section: [os.path.basename(p) for p in paths] for section, paths in written.items()}
+  assert names == {
+      'convolution': ['hand_made_kernels.png', 'gabor_kernels.png', 'gabor_response.png',
+                      'gabor_filter_bank.png', 'pooling.png'],
+      'activations': ['00_input.png', '01_conv1.png', '02_pool1.png', '03_conv2.png',
+                      '04_pool2.png', '05_conv3.png', 'conv1_channel_3.png'],
+      'filter_patterns': ['conv1.png', 'conv1_lucid.png', 'conv2.png', 'conv2_lucid.png',
+                          'conv3.png', 'conv3_lucid.png'],
+      'class_activation_maps': ['methods.png', 'grad_cam_reference.png',
+                                'grad_cam_per_class.png'],
+  }
+  assert_pngs(workdir, written)
+  # Sections can be left out.
+  config.visualize.sections = ('activations',)
+  assert list(job.run(config, str(tmp_path / 'only_activations'))) == ['activations']
+
+
+def test_a_missing_checkpoint_says_to_run_the_main_job(tmp_path, tiny_config):
+  config = quick(load_config('visualize_fashion_mnist'), tiny_config.data)
+  config.visualize.checkpoint_dir = str(tmp_path / 'never_trained')
+  with pytest.raises(ConfigError, match='run the main job first.*configs/fashion_mnist.py'):
+    job.run(config, str(tmp_path / 'visualize'))
+  assert not os.path.exists(tmp_path / 'never_trained')  # Looking created nothing there.
+  config.visualize.checkpoint_dir = ''
+  with pytest.raises(ConfigError, match='checkpoint_dir is empty'):
+    job.run(config, str(tmp_path / 'visualize'))
+
+
+def load_tiny_weights(path):
+  """A stand-in for a pretrained file's loader: the parameters of a fixed initialization."""
+  del path
+  variables = TINY_PRETRAINED().init(jax.random.key(5), jnp.zeros((1, 32, 32, 3)))
+  return jax.tree.map(np.asarray, variables['params'])
+
+
+def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_config):
+  monkeypatch.setitem(MODELS, 'tiny_pretrained', TINY_PRETRAINED)
+  monkeypatch.setitem(job.WEIGHT_LOADERS, 'tiny_pretrained',
+                      ('test_visualize_job', 'load_tiny_weights'))
+  photo = str(tmp_path / 'photo.png')
+  pixels = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+  Image.fromarray(pixels).save(photo)
+  config = quick(load_config('visualize_vgg16'), tiny_config.data)
+  config.model.name = 'tiny_pretrained'
+  config.model.num_outputs = 5
+  v = config.visualize
+  v.weights = str(tmp_path / 'weights.h5')
+  v.image = photo
+  v.image_size = 32
+  v.preprocess = 'none'
+  v.activation_layers = ()
+  v.cam_layer = ''
+  v.cam_methods = ('grad_cam',)
+  v.sections = ('convolution', 'activations', 'class_activation_maps')
+  workdir = str(tmp_path / 'visualize')
+  written = job.run(config, workdir)
+  out = capsys.readouterr().out
+  assert 'skipping the convolution demos' not in out  # Switched off in the VGG16 config.
+  assert f'with the weights of {v.weights} on {photo}' in out
+  assert sorted(written) == ['activations', 'class_activation_maps']
+  assert [os.path.basename(p) for p in written['activations']] == [
+      '00_input.png', '01_conv1.png', '02_pool1.png', '03_conv2.png', 'conv1_channel_3.png']
+  assert_pngs(workdir, written)
+  variables = job.pretrained_variables(TINY_PRETRAINED(), 'tiny_pretrained', v.weights,
+                                       (32, 32, 3))
+  jax.tree.map(np.testing.assert_array_equal, variables['params'], load_tiny_weights(None))
+  with pytest.raises(ConfigError, match='no pretrained weight loader'):
+    job.pretrained_variables(TINY_PRETRAINED(), 'resnet', v.weights, (32, 32, 3))
+
+
+def test_the_vgg16_config_needs_its_weights_and_photo(tmp_path):
+  config = load_config('visualize_vgg16')
+  assert config.job == 'visualize' and config.model.name == 'vgg16'
+  assert config.visualize.filter_layers == ('block1_conv1', 'block2_conv1', 'block3_conv1',
+                                            'block4_conv1', 'block5_conv1')
+  with pytest.raises(ConfigError, match='checkpoint_dir is empty.*visualize.weights'):
+    job.run(config, str(tmp_path / 'visualize'))
+  config.visualize.weights = str(tmp_path / 'vgg16.h5')
+  with pytest.raises(ConfigError, match='visualize.image is empty'):
+    job.run(config, str(tmp_path / 'visualize'))
+
+
+def test_vgg16_layers_are_reachable_by_name():
+  vgg16 = pytest.importorskip('cnnjax.models.vgg16')
+  model = vgg16.VGG16(include_top=False)
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  from cnnjax.visualize import filter_patterns  # pylint: disable=import-outside-toplevel
+  images, losses = filter_patterns.filter_patterns(model, variables, 'block3_conv1', jnp.arange(2),
+                                                   jax.random.key(0), size=32, channels=3,
+                                                   steps=2)
+  assert images.shape == (2, 32, 32, 3) and losses.shape == (2, 2)
+  # The Lucid mode feeds VGG16 its Keras ('caffe') preprocessing of images in [0, 1].
+  images, objective = filter_patterns.lucid_filter_patterns(
+      model, variables, 'block2_conv1', jnp.arange(1), jax.random.key(0), size=32, channels=3,
+      steps=2, preprocess=job.UNIT_PREPROCESS['caffe'])
+  assert images.shape == (1, 32, 32, 3) and np.all(np.isfinite(objective))
+
+
+def test_distinct_class_examples():
+  labels = np.array([9, 2, 2, 1, 9, 0, 1])
+  assert job.distinct_class_examples(labels, 3) == [0, 1, 3]
+  assert job.distinct_class_examples(labels, 10, classes=(1, 9)) == [3, 0]
+  with pytest.raises(Exception, match='no example of class 4'):
+    job.distinct_class_examples(labels, 3, classes=(4,))
