@@ -168,8 +168,7 @@ class Parallel:
     if self.mode == 'sharded':
       return jax.jit(body, in_shardings=(self.replicated, self.batch_sharding),
                      out_shardings=self.replicated)
-    mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS,
-                      devices=jax.local_devices())
+    mapped = jax.pmap(functools.partial(body, axis_name=BATCH_AXIS), axis_name=BATCH_AXIS)
     return lambda state, batch: jax.tree.map(lambda x: x[0], mapped(state, batch))
 
 
