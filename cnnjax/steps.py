@@ -10,9 +10,6 @@ pmap) the gradient and metric sums are summed over the devices before the gradie
 the global example count, so the update is that of the global batch's mean loss.
 """
 
-import functools
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
@@ -57,13 +54,6 @@ def eval_step(state: TrainState, batch: Batch, *, objective: Objective,
   logits = state.apply_fn({'params': state.params}, batch['image'], train=False)
   sums = _metric_sums(objective, logits, batch)
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
-
-
-def jit_steps(objective: Objective) -> tuple[Callable, Callable]:
-  """The single-device jit-compiled train step (donating the old state) and eval step."""
-  train = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
-  evaluate = jax.jit(functools.partial(eval_step, objective=objective))
-  return train, evaluate
 
 
 def add_metrics(total: Metrics | None, sums: Metrics) -> Metrics:

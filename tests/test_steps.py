@@ -7,10 +7,17 @@ import optax
 
 from cnnjax.losses import get_objective
 from cnnjax.models.convnet import ConvNet
-from cnnjax.steps import add_metrics, eval_step, jit_steps, summarize
+from cnnjax.parallel import create_parallel
+from cnnjax.steps import add_metrics, eval_step, summarize
 from cnnjax.train_state import create_train_state
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
+
+
+def jit_steps(objective):
+  """The single-device jitted train and eval steps, as the training loop runs them."""
+  single = create_parallel('single', objective)
+  return single.train_step, single.eval_step
 
 
 def tiny_state(dropout_rate=0.0, learning_rate=1e-2):
