@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnnjax import steps
+from cnnjax.augment import Augmenter
 from cnnjax.errors import ConfigError
 from cnnjax.losses import Objective
 from cnnjax.rng import BATCH_AXIS
@@ -71,6 +72,7 @@ class Parallel:
 
   mode: str
   objective: Objective
+  augment: Augmenter | None = None
   devices: tuple = dataclasses.field(default_factory=lambda: tuple(jax.devices()))
 
   # -- layout -------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ class Parallel:
 
   @functools.cached_property
   def train_step(self) -> Callable[[Any, Batch], tuple[Any, steps.Metrics]]:
-    body = functools.partial(steps.train_step, objective=self.objective)
+    body = functools.partial(steps.train_step, objective=self.objective, augment=self.augment)
     if self.mode == 'single':
       step = jax.jit(body, donate_argnums=0)
     elif self.mode == 'sharded':
@@ -162,7 +164,7 @@ class Parallel:
 
   @functools.cached_property
   def eval_step(self) -> Callable[[Any, Batch], steps.Metrics]:
-    body = functools.partial(steps.eval_step, objective=self.objective)
+    body = functools.partial(steps.eval_step, objective=self.objective, augment=self.augment)
     if self.mode == 'single':
       return jax.jit(body)
     if self.mode == 'sharded':
@@ -172,13 +174,18 @@ class Parallel:
     return lambda state, batch: jax.tree.map(lambda x: x[0], mapped(state, batch))
 
 
-def create_parallel(mode: str, objective: Objective) -> Parallel:
-  """The wrapper `train.parallel` names ('auto' resolves by the device count)."""
+def create_parallel(mode: str, objective: Objective,
+                    augment: Augmenter | None = None) -> Parallel:
+  """The wrapper `train.parallel` names ('auto' resolves by the device count).
+
+  `augment`, if given, runs inside the steps: per example on training batches, its fixed
+  preprocessing on evaluation batches.
+  """
   if mode not in MODES:
     raise ConfigError(f'train.parallel={mode!r} is not a known mode; choose one of {MODES}')
   if mode == 'auto':
     mode = 'sharded' if jax.device_count() > 1 else 'single'
-  return Parallel(mode, objective)
+  return Parallel(mode, objective, augment)
 
 
 MULTI_PROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')

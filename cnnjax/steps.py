@@ -8,18 +8,27 @@ the host reads them once per epoch (or when a progress bar asks), never per step
 The same body serves every parallel wrapper (`cnnjax.parallel`): with `axis_name` set (inside
 pmap) the gradient and metric sums are summed over the devices before the gradient is divided by
 the global example count, so the update is that of the global batch's mean loss.
+
+With an `Augmenter` (`cnnjax.augment`), a training batch is augmented inside the step, on the
+device: example i of the global batch gets the key `fold_in(step key, i)` (`cnnjax.rng`), so the
+transforms do not depend on the device count and a resumed run draws the same ones. Evaluation
+batches get the augmenter's fixed preprocessing only (torchvision's Normalize), never a random
+change.
 """
 
 import jax
 import jax.numpy as jnp
 
+from cnnjax.augment import Augmenter
 from cnnjax.losses import Objective
+from cnnjax.rng import example_keys
 from cnnjax.train_state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
-DROPOUT = 0  # `TrainState.step_key` purpose of the dropout key.
+DROPOUT = 0  # `TrainState.step_key` purposes: the dropout key,
+AUGMENT = 1  # and the augmentation key.
 
 
 def _metric_sums(objective: Objective, logits: jax.Array, batch: Batch) -> Metrics:
@@ -31,13 +40,22 @@ def _metric_sums(objective: Objective, logits: jax.Array, batch: Batch) -> Metri
   }
 
 
+def train_images(state: TrainState, images: jax.Array, augment: Augmenter | None) -> jax.Array:
+  """The training batch the model sees: augmented per example when there is an augmenter."""
+  if augment is None:
+    return images
+  return augment.train_images(example_keys(state.step_key(AUGMENT), images.shape[0]), images)
+
+
 def train_step(state: TrainState, batch: Batch, *, objective: Objective,
+               augment: Augmenter | None = None,
                axis_name: str | None = None) -> tuple[TrainState, Metrics]:
-  """One optimizer step on the global batch's mean loss; dropout keys come from the step number."""
+  """One optimizer step on the global batch's mean loss; random keys come from the step number."""
   rngs = {'dropout': state.step_key(DROPOUT)}
+  images = train_images(state, batch['image'], augment)
 
   def loss_sum(params):
-    logits = state.apply_fn({'params': params}, batch['image'], train=True, rngs=rngs)
+    logits = state.apply_fn({'params': params}, images, train=True, rngs=rngs)
     sums = _metric_sums(objective, logits, batch)
     return sums['loss'], sums
 
@@ -50,8 +68,9 @@ def train_step(state: TrainState, batch: Batch, *, objective: Objective,
 
 
 def eval_step(state: TrainState, batch: Batch, *, objective: Objective,
-              axis_name: str | None = None) -> Metrics:
-  logits = state.apply_fn({'params': state.params}, batch['image'], train=False)
+              augment: Augmenter | None = None, axis_name: str | None = None) -> Metrics:
+  images = batch['image'] if augment is None else augment.eval_images(batch['image'])
+  logits = state.apply_fn({'params': state.params}, images, train=False)
   sums = _metric_sums(objective, logits, batch)
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 

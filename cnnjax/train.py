@@ -17,6 +17,7 @@ from typing import Callable
 import jax
 import ml_collections
 
+from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax import history as history_lib
 from cnnjax.checkpointing import Checkpoints
@@ -42,6 +43,28 @@ def evaluate(parallel: Parallel, state: TrainState, dataset: data_lib.ArrayDatas
     batch = parallel.place_batch(parallel.local_rows(batch))
     sums = add_metrics(sums, parallel.eval_step(state, batch))
   return summarize(sums)
+
+
+def _augmenter(config: ml_collections.ConfigDict) -> augment_lib.Augmenter | None:
+  """The config's augmentation (None when `augment.kind` is 'none' and nothing preprocesses)."""
+  if 'augment' not in config:
+    return None
+  augmenter = augment_lib.make_augmenter(config.augment)
+  return None if augmenter.is_identity else augmenter
+
+
+def _check_augmented_shape(augmenter: augment_lib.Augmenter, kind: str, image_shape: tuple,
+                           batch_size: int) -> None:
+  """Traces the augmentation once, so a bad setting fails now, not inside the first step."""
+  images = jax.ShapeDtypeStruct((batch_size, *image_shape), jax.numpy.float32)
+  keys = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), batch_size))
+  for name, out in (('training', jax.eval_shape(augmenter.train_images, keys, images)),
+                    ('evaluation', jax.eval_shape(augmenter.eval_images, images))):
+    if out.shape != images.shape:
+      raise ConfigError(
+          f'augment.kind={kind!r} turns {name} batches of shape '
+          f'{images.shape} into {out.shape}; the model needs one image shape for training and '
+          'evaluation, so set the output size to the data\'s image size (data.image_size)')
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -85,7 +108,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise ConfigError(f'train.epochs must be at least 1, not {train_config.epochs}')
   writer = jax.process_index() == 0  # Only one process writes files other than checkpoints.
   log = print if writer else lambda *args, **kwargs: None
-  parallel = create_parallel(train_config.parallel, get_objective(train_config.loss))
+  augmenter = _augmenter(config)
+  parallel = create_parallel(train_config.parallel, get_objective(train_config.loss), augmenter)
   parallel.check_batch_size(train_config.batch_size, 'train.batch_size')
   parallel.check_batch_size(train_config.eval_batch_size, 'train.eval_batch_size')
   os.makedirs(workdir, exist_ok=True)
@@ -93,6 +117,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _save_config(config, workdir)
 
   datasets = data_lib.load_datasets(config.data)
+  if augmenter is not None:
+    _check_augmented_shape(augmenter, config.augment.kind, datasets.image_shape,
+                           train_config.batch_size)
   batch_size = train_config.batch_size
   steps_per_epoch = data_lib.num_batches(len(datasets.train), batch_size, drop_remainder=True)
   model = create_model(config.model)

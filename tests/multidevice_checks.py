@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import optax
 
+from cnnjax import augment
 from cnnjax.checkpointing import Checkpoints
 from cnnjax.losses import get_objective
 from cnnjax.models.convnet import ConvNet
@@ -20,6 +21,15 @@ from cnnjax.train_state import create_train_state
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 GLOBAL_BATCH = 16
+
+
+def _augmenter():
+  config = augment.default_config()
+  config.kind = 'image_data_generator'  # Per-example transforms must not depend on the devices.
+  return augment.make_augmenter(config)
+
+
+AUGMENTER = _augmenter()
 
 
 def tiny_state():
@@ -35,7 +45,7 @@ def global_batch(step):
 
 
 def train(mode, num_steps, state=None):
-  parallel = create_parallel(mode, OBJECTIVE)
+  parallel = create_parallel(mode, OBJECTIVE, AUGMENTER)
   parallel.check_batch_size(GLOBAL_BATCH, 'train.batch_size')
   state = parallel.place_state(tiny_state() if state is None else state)
   losses = []

@@ -1,14 +1,16 @@
-"""Train and eval steps: masks, metric sums, dropout keys per step, and that training learns."""
+"""Train and eval steps: masks, metric sums, dropout keys per step, augmentation inside the step,
+and that training learns."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnnjax import augment
 from cnnjax.losses import get_objective
 from cnnjax.models.convnet import ConvNet
 from cnnjax.parallel import create_parallel
-from cnnjax.steps import add_metrics, eval_step, summarize
+from cnnjax.steps import add_metrics, eval_step, summarize, train_images
 from cnnjax.train_state import create_train_state
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
@@ -80,3 +82,49 @@ def test_training_fits_a_small_batch():
   assert int(state.step) == 60
   assert after['loss'] < 0.5 * before
   assert after['accuracy'] == 1.0
+
+
+def augment_config(kind, **fields):
+  config = augment.default_config()
+  config.kind = kind
+  for name, value in fields.items():
+    setattr(config[kind], name, value)
+  return config
+
+
+def test_augmentation_runs_inside_the_train_step_per_example_and_step():
+  augmenter = augment.make_augmenter(augment_config('image_data_generator'))
+  state = tiny_state()
+  images = batch(6)['image']
+  first = train_images(state, images, augmenter)
+  # Every example gets its own transform, and the next step draws new ones.
+  assert not np.allclose(first[0], first[1])
+  same_image = jnp.broadcast_to(images[:1], images.shape)
+  augmented = np.asarray(train_images(state, same_image, augmenter))
+  assert len({a.tobytes() for a in augmented}) == len(augmented)
+  later = train_images(state.replace(step=state.step + 1), images, augmenter)
+  assert not np.allclose(first, later)
+  # Example i's transform depends on i and the step only, not on the batch it sits in.
+  np.testing.assert_array_equal(np.asarray(train_images(state, images[:3], augmenter)),
+                                np.asarray(first[:3]))
+  # The step trains on the augmented batch: different parameters than without augmentation.
+  plain_step = create_parallel('single', OBJECTIVE).train_step
+  augmented_step = create_parallel('single', OBJECTIVE, augmenter).train_step
+  plain, _ = plain_step(tiny_state(), batch(6))
+  augmented_state, _ = augmented_step(tiny_state(), batch(6))
+  assert not all(jax.tree.leaves(jax.tree.map(np.allclose, plain.params, augmented_state.params)))
+
+
+def test_evaluation_gets_preprocessing_but_no_random_change():
+  state = tiny_state()
+  data = batch(6)
+  geometric = augment.make_augmenter(augment_config('image_data_generator'))
+  np.testing.assert_array_equal(
+      eval_step(state, data, objective=OBJECTIVE, augment=geometric)['loss'],
+      eval_step(state, data, objective=OBJECTIVE)['loss'])
+  # torchvision's Normalize is preprocessing: it applies at evaluation too.
+  normalizing = augment.make_augmenter(augment_config('torchvision'))
+  shifted = dict(data, image=(data['image'] - 0.5) / 0.5)
+  np.testing.assert_allclose(
+      eval_step(state, data, objective=OBJECTIVE, augment=normalizing)['loss'],
+      eval_step(state, shifted, objective=OBJECTIVE)['loss'], rtol=1e-6)

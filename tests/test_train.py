@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cnnjax.errors import CnnjaxError
+from cnnjax.errors import CnnjaxError, ConfigError
 from cnnjax.history import read_history
 from cnnjax.train import train_and_evaluate
 
@@ -49,7 +49,8 @@ def test_end_to_end_writes_everything(tiny_config, tmp_path, capsys):
 def test_resume_after_interrupt_gives_the_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.epochs = 3
   tiny_config.model.name = 'small_convnet'
-  tiny_config.model.dropout_rate = 0.3  # Dropout keys must be reproduced on resume too.
+  tiny_config.model.dropout_rate = 0.3  # Dropout keys must be reproduced on resume too,
+  tiny_config.augment.kind = 'image_data_generator'  # and so must augmentation keys.
   straight = train_and_evaluate(tiny_config, str(tmp_path / 'straight'))
 
   interrupted = str(tmp_path / 'interrupted')
@@ -93,3 +94,12 @@ def test_end_to_end_on_tfds_mock_data(tiny_config, tmp_path):
     result = train_and_evaluate(tiny_config, str(tmp_path / 'run'))
   assert 0.0 <= result['test_accuracy'] <= 1.0
   assert len(read_history(str(tmp_path / 'run'))) == 1
+
+
+def test_augmentation_that_changes_the_image_shape_is_a_config_error_before_training(
+    tiny_config, tmp_path):
+  tiny_config.augment.kind = 'torchvision'
+  tiny_config.augment.torchvision.crop_size = (20, 20)  # The data are 28x28.
+  with pytest.raises(ConfigError, match=r"augment.kind='torchvision'.*data.image_size"):
+    train_and_evaluate(tiny_config, str(tmp_path / 'run'))
+  assert not os.path.exists(os.path.join(tmp_path, 'run', 'checkpoints', '1'))

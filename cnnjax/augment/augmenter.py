@@ -26,7 +26,6 @@ from cnnjax.augment.torchvision_transforms import TorchvisionTransforms
 from cnnjax.errors import ConfigError
 
 ImageAugmenter = Callable[[jax.Array, jax.Array], jax.Array]  # (key, one image) -> image
-Augmenter = Callable[..., jax.Array]  # (key, images, *, train=True) -> images
 
 VOCABULARIES = {
     'image_data_generator': ImageDataGenerator,
@@ -89,22 +88,51 @@ def make_image_augmenter(config: ml_collections.ConfigDict) -> ImageAugmenter | 
   return vocabulary(config)
 
 
-def make_augmenter(config: ml_collections.ConfigDict) -> Augmenter:
-  """Builds `augment(key, images, *, train=True)` for float NHWC batches.
+@dataclasses.dataclass(frozen=True)
+class Augmenter:
+  """A config's augmentation: a random part for training batches and a fixed preprocessing part.
 
-  With `train=True` every image gets its own random transform (keys from
-  `jax.random.split(key, batch)`, one vmapped resample per image); with `train=False` the batch is
-  left as it is, except for torchvision's Normalize which, being preprocessing, applies to both.
-  The function is pure and traceable: call it inside a jitted train step.
+  Attributes:
+    image_augmenter: the random transform of one image, or None (kind 'none').
+    preprocess: deterministic per-batch preprocessing applied at training AND evaluation
+      (torchvision's Normalize), or None.
+  """
+
+  image_augmenter: ImageAugmenter | None
+  preprocess: Callable[[jax.Array], jax.Array] | None = None
+
+  @property
+  def is_identity(self) -> bool:
+    return self.image_augmenter is None and self.preprocess is None
+
+  def train_images(self, keys: jax.Array, images: jax.Array) -> jax.Array:
+    """A training batch: image i transformed with keys[i] (vmapped), then preprocessed."""
+    if self.image_augmenter is not None:
+      images = jax.vmap(self.image_augmenter)(keys, images)
+    return self.eval_images(images)
+
+  def eval_images(self, images: jax.Array) -> jax.Array:
+    """An evaluation batch: preprocessing only, no random change."""
+    return images if self.preprocess is None else self.preprocess(images)
+
+  def __call__(self, key: jax.Array | None, images: jax.Array, *,
+               train: bool = True) -> jax.Array:
+    """`train=True`: one key per image from `jax.random.split(key, batch)`; else eval_images."""
+    if not train or self.image_augmenter is None:
+      return self.eval_images(images)
+    return self.train_images(jax.random.split(key, images.shape[0]), images)
+
+
+def make_augmenter(config: ml_collections.ConfigDict) -> Augmenter:
+  """Builds the `Augmenter` of an `augment` config section, checking its fields.
+
+  Called as `augment(key, images, *, train=True)` every image of a float NHWC batch gets its own
+  random transform (keys from `jax.random.split(key, batch)`, one vmapped resample per image);
+  with `train=False` the batch is left as it is, except for torchvision's Normalize which, being
+  preprocessing, applies to both. The training step instead calls `train_images` with per-example
+  keys that do not depend on the device count (`cnnjax.rng.example_keys`). Everything is pure and
+  traceable: it runs inside the jitted step.
   """
   options = vocabulary(config)
   normalize = options.normalize if isinstance(options, TorchvisionTransforms) else None
-
-  def augment(key: jax.Array | None, images: jax.Array, *, train: bool = True) -> jax.Array:
-    if train and options is not None:
-      images = augment_batch(options, key, images)
-    if normalize is not None:
-      images = normalize(images)
-    return images
-
-  return augment
+  return Augmenter(options, normalize)
