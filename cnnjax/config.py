@@ -1,12 +1,14 @@
 """The config every experiment starts from, and how configs are checked before a run.
 
-Configs are ml_collections `ConfigDict`s grouped as `data.*`, `model.*` and `train.*`, plus the
-run's `seed`. The files in `configs/` call `base_config()` and override what their experiment
-changes; `launch.py` locks the result, so a misspelt `--config.FIELD=VALUE` is an error naming it.
+Configs are ml_collections `ConfigDict`s grouped as `data.*`, `model.*`, `augment.*` and
+`train.*`, plus the run's `seed`. The files in `configs/` call `base_config()` and override what
+their experiment changes; `launch.py` locks the result, so a misspelt `--config.FIELD=VALUE` is an error naming it.
 """
 
 import ml_collections
 from ml_collections import config_dict
+
+from cnnjax import augment
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -26,6 +28,13 @@ def base_config() -> ml_collections.ConfigDict:
   data.num_classes = 10
   data.limit_train = 0         # Keep only the first N training / test examples; 0 keeps all.
   data.limit_test = 0
+  # Photos ('image_folder' and TFDS photo sets such as cats_vs_dogs):
+  data.image_size = (0, 0)     # (height, width) to resize photos to; (0, 0): keep (IDX data).
+  data.color_mode = 'rgb'      # 'rgb' or 'grayscale'.
+  data.pixel_scale = 255.0     # Pixels are divided by this (255: [0, 1]; 1: keep 0..255).
+  data.strict = False          # True: an undecodable photo is an error, not skipped.
+  data.cache_dir = ''          # Where decoded photo arrays are cached ('' : no cache).
+  data.decode_workers = 0      # Parallel photo decoders; 0: one per CPU core.
 
   config.model = model = ml_collections.ConfigDict()
   model.name = 'small_convnet'
@@ -33,6 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
   model.num_outputs = config_dict.placeholder(int)     # None keeps the model's own.
   model.dropout_rate = config_dict.placeholder(float)  # None keeps the model's own.
   model.dtype = 'float32'
+
+  # On-device augmentation of training batches (`cnnjax.augment`); kind 'none' turns it off.
+  config.augment = augment.default_config()
 
   config.train = train = ml_collections.ConfigDict()
   train.epochs = 5
