@@ -43,8 +43,51 @@ def best_rate(run_batch, batch: int, steps: int, repeats: int) -> float:
   return best
 
 
-def report(name: str, rate: float) -> None:
-  print(f'{name:<58s} {rate:>10,.0f} images/s', flush=True)
+def train_step_rates(images: np.ndarray, kinds: tuple, steps: int, repeats: int) -> dict:
+  """Images/s of the cats-vs-dogs train step per augmentation kind, best of interleaved rounds."""
+  from cnnjax.config import base_config  # pylint: disable=import-outside-toplevel
+  from cnnjax.losses import get_objective  # pylint: disable=import-outside-toplevel
+  from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
+  from cnnjax.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
+  from cnnjax.parallel import create_parallel  # pylint: disable=import-outside-toplevel
+  from cnnjax.train_state import create_train_state  # pylint: disable=import-outside-toplevel
+
+  config = base_config()
+  config.model.name = 'cats_vs_dogs_150'
+  config.model.dropout_rate = 0.5
+  config.train.loss = 'binary_crossentropy'
+  config.train.learning_rate = 1e-4
+  batch = {'image': jax.device_put(images),
+           'label': jax.device_put(np.arange(len(images), dtype=np.int32) % 2),
+           'mask': jax.device_put(np.ones(len(images), np.float32))}
+  runners = {}
+  for kind in kinds:
+    augment_config = augment.default_config()
+    augment_config.kind = kind
+    augmenter = augment.make_augmenter(augment_config)
+    parallel = create_parallel('single', get_objective(config.train.loss),
+                               None if augmenter.is_identity else augmenter)
+    state = create_train_state(create_model(config.model), create_optimizer(config.train, 100),
+                               images.shape[1:], seed=0)
+    step = parallel.train_step
+    state, sums = step(state, batch)  # Compiles.
+    jax.block_until_ready(sums)
+    runners[kind] = [step, state]
+  best = dict.fromkeys(kinds, 0.0)
+  for _ in range(repeats):
+    for kind in kinds:
+      step, state = runners[kind]
+      start = time.perf_counter()
+      for _ in range(steps):
+        state, sums = step(state, batch)
+      jax.block_until_ready(sums)
+      best[kind] = max(best[kind], len(images) * steps / (time.perf_counter() - start))
+      runners[kind][1] = state
+  return best
+
+
+def report(name: str, rate: float, suffix: str = '') -> None:
+  print(f'{name:<58s} {rate:>10,.0f} images/s{suffix}', flush=True)
 
 
 def main() -> None:
@@ -53,6 +96,8 @@ def main() -> None:
   parser.add_argument('--size', type=int, default=150)
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--train-steps', type=int, default=5,
+                      help='train steps per timed round (0 skips the train-step measurement)')
   args = parser.parse_args()
   shape = (args.batch, args.size, args.size, 3)
   images = np.random.default_rng(0).random(shape, dtype=np.float32)
@@ -101,6 +146,13 @@ def main() -> None:
   report(f'keras 3 layers Flip+Rotation+Zoom ({keras.backend.backend()}, eager)',
          best_rate(lambda step: np.asarray(layers(images, training=True)), args.batch,
                    args.steps, args.repeats))
+
+  if args.train_steps:
+    kinds = ('none', 'image_data_generator', 'keras_layers', 'torchvision')
+    rates = train_step_rates(images, kinds, args.train_steps, args.repeats)
+    for kind in kinds:
+      cost = '' if kind == 'none' else f'   cost {1 - rates[kind] / rates["none"]:.1%}'
+      report(f'train step cats_vs_dogs_150, augment {kind}', rates[kind], cost)
 
 
 if __name__ == '__main__':
