@@ -199,3 +199,35 @@ def test_prefetch_stops_when_dropped():
 def test_prefetch_size_must_be_positive():
   with pytest.raises(ConfigError, match='at least 1'):
     prefetch(iter([1]), size=0)
+
+
+def test_uint8_storage_gives_the_batches_of_float32_storage():
+  pixels = np.random.default_rng(0).integers(0, 256, (11, 4, 3, 2), dtype=np.uint8)
+  pixels[0] = 255
+  labels = np.arange(11, dtype=np.int32)
+  stored = ArrayDataset.from_uint8(pixels, labels)
+  assert stored.stored_images.dtype == np.uint8 and stored.pixel_scale == 255.0
+  assert stored.image_shape == (4, 3, 2) and len(stored) == 11
+  up_front = ArrayDataset(pixels.astype(np.float32) / np.float32(255), labels)
+  assert up_front.pixel_scale is None and up_front.stored_images is up_front.images
+  for a, b in zip(batches(stored, 4, shuffle=True, seed=1), batches(up_front, 4, shuffle=True,
+                                                                    seed=1)):
+    assert a['image'].dtype == np.float32
+    np.testing.assert_array_equal(a['image'], b['image'])  # Bit for bit.
+    np.testing.assert_array_equal(a['label'], b['label'])
+  assert stored.images.max() == 1.0
+  np.testing.assert_array_equal(stored.take(np.array([3, 1])), up_front.images[[3, 1]])
+  kept = ArrayDataset.from_uint8(pixels, labels, pixel_scale=1)
+  np.testing.assert_array_equal(kept.images, pixels.astype(np.float32))
+  assert 'uint8 / 255' in repr(stored)
+
+
+@pytest.mark.parametrize('scale', [0, -1.0, float('nan'), 'x'])
+def test_pixel_scale_must_be_positive(scale):
+  with pytest.raises(ConfigError, match='data.pixel_scale'):
+    ArrayDataset.from_uint8(np.zeros((1, 1, 1, 1), np.uint8), [0], pixel_scale=scale)
+
+
+def test_pixel_scale_needs_uint8_pixels():
+  with pytest.raises(DataError, match='uint8 pixels'):
+    ArrayDataset(np.zeros((2, 2, 2, 1), np.float32), np.zeros(2, np.int32), pixel_scale=255)

@@ -6,8 +6,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cnnjax import data
-from cnnjax.data.tfds_source import load_tfds_split
-from cnnjax.errors import DataError
+from cnnjax.data.tfds_source import load_tfds_split, tfds_class_names
+from cnnjax.errors import ConfigError, DataError
 
 TRAIN_SIZE, TEST_SIZE = 10, 4
 
@@ -38,10 +38,38 @@ class CnnjaxTinyDigits(tfds.core.GeneratorBasedBuilder):
       yield i, {'image': np.full((8, 8), i, np.uint8), 'label': i % 3}
 
 
+PHOTOS = 10
+
+
+class CnnjaxTinyPhotos(tfds.core.GeneratorBasedBuilder):
+  """RGB images of different sizes, like cats_vs_dogs; every pixel of example i equals i."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    # Images of varying shape need an encoded Tensor feature (an Image one needs TensorFlow).
+    return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8,
+                                          encoding='zlib'),
+            'label': tfds.features.ClassLabel(names=['cat', 'dog']),
+        }))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    for i in range(PHOTOS):
+      yield i, {'image': np.full((5 + i, 9 + 2 * i, 3), i, np.uint8), 'label': i % 2}
+
+
 @pytest.fixture(scope='module')
 def tiny_data_dir(tmp_path_factory):
   data_dir = tmp_path_factory.mktemp('tfds')
   CnnjaxTinyDigits(data_dir=str(data_dir), file_format='array_record').download_and_prepare()
+  CnnjaxTinyPhotos(data_dir=str(data_dir), file_format='array_record').download_and_prepare()
   return str(data_dir)
 
 
@@ -124,6 +152,10 @@ def tfds_config(**overrides):
       'num_classes': 10,
       'limit_train': 0,
       'limit_test': 0,
+      'image_size': (0, 0),
+      'color_mode': 'rgb',
+      'pixel_scale': 255.0,
+      'decode_workers': 2,
   })
   config.update(overrides)
   return config
@@ -148,3 +180,59 @@ def test_load_datasets_with_a_tfds_validation_split(tiny_data_dir):
     data.load_datasets(tfds_config(
         name='cnnjax_tiny_digits', dir=tiny_data_dir, val_split='train[80%:]', num_classes=2))
   assert "split 'train'" in str(info.value) and 'label 2' in str(info.value)
+
+
+def test_mocked_cats_vs_dogs_is_resized():
+  # cats_vs_dogs has no metadata in TFDS's testing directory, so only MockPolicy.USE_CODE (or
+  # AUTO, which falls back to it) mocks it offline; its random images differ in size.
+  with mock_data(num_examples=6):
+    images, labels = load_tfds_split('cats_vs_dogs', 'train[:4]', image_size=(10, 12))
+    gray, _ = load_tfds_split('cats_vs_dogs', 'train', image_size=(10, 12),
+                              color_mode='grayscale', workers=1)
+    with pytest.raises(DataError) as info:
+      load_tfds_split('cats_vs_dogs', 'train')
+    assert tfds_class_names('cats_vs_dogs') == ('cat', 'dog')
+  assert images.shape == (6, 10, 12, 3) and images.dtype == np.uint8
+  assert gray.shape == (6, 10, 12, 1)
+  assert set(labels) <= {0, 1}
+  assert 'data.image_size' in str(info.value) and 'cats_vs_dogs' in str(info.value)
+
+
+def test_load_datasets_with_mocked_cats_vs_dogs():
+  config = tfds_config(name='cats_vs_dogs', num_classes=2, train_split='train[:2000]',
+                       test_split='train[2000:2500]', image_size=(16, 16), pixel_scale=1.0)
+  with mock_data(num_examples=8):
+    datasets = data.load_datasets(config)
+  assert datasets.image_shape == (16, 16, 3) and datasets.class_names == ('cat', 'dog')
+  assert len(datasets.train) + len(datasets.validation) == 8
+  assert datasets.train.stored_images.dtype == np.uint8 and datasets.train.images.max() > 1
+
+
+def test_photos_of_different_sizes_with_split_slicing(tiny_data_dir):
+  name = 'cnnjax_tiny_photos'
+  head, head_labels = load_tfds_split(name, 'train[:6]', tiny_data_dir, image_size=(4, 5))
+  tail, tail_labels = load_tfds_split(name, 'train[6:]', tiny_data_dir, image_size=(4, 5),
+                                      color_mode='grayscale')
+  assert head.shape == (6, 4, 5, 3) and tail.shape == (4, 4, 5, 1)
+  # A constant image stays constant through the conversion and the resize.
+  ids = np.concatenate([head[:, 0, 0, 0], tail[:, 0, 0, 0]])
+  assert (head == head[:, :1, :1, :1]).all() and (tail == tail[:, :1, :1, :1]).all()
+  np.testing.assert_array_equal(np.sort(ids), np.arange(PHOTOS))
+  np.testing.assert_array_equal(np.concatenate([head_labels, tail_labels]), ids % 2)
+  assert tfds_class_names(name, tiny_data_dir) == ('cat', 'dog')
+  with pytest.raises(DataError, match='all of one shape'):
+    load_tfds_split(name, 'train', tiny_data_dir)
+  with pytest.raises(ConfigError, match='data.image_size'):
+    load_tfds_split(name, 'train', tiny_data_dir, image_size=(4,))
+
+
+def test_load_datasets_keeps_tfds_label_names(tiny_data_dir):
+  config = tfds_config(name='cnnjax_tiny_photos', dir=tiny_data_dir, num_classes=2,
+                       train_split='train[:6]', val_split='train[6:8]', test_split='train[8:]',
+                       image_size=(3, 3))
+  datasets = data.load_datasets(config)
+  assert (len(datasets.train), len(datasets.validation), len(datasets.test)) == (6, 2, 2)
+  assert datasets.class_names == ('cat', 'dog') and datasets.image_shape == (3, 3, 3)
+  digits = data.load_datasets(tfds_config(name='cnnjax_tiny_digits', dir=tiny_data_dir,
+                                          num_classes=3))
+  assert digits.class_names == ('0', '1', '2')  # TFDS names ClassLabel(num_classes=3) so.

@@ -162,3 +162,39 @@ def test_distinct_class_examples():
   assert job.distinct_class_examples(labels, 10, classes=(1, 9)) == [3, 0]
   with pytest.raises(Exception, match='no example of class 4'):
     job.distinct_class_examples(labels, 3, classes=(4,))
+
+
+@pytest.mark.slow  # Builds Keras' VGG16 and writes its 528 MiB weight file: about 1 min.
+def test_vgg16_job_on_a_file_in_the_imagenet_layout(tmp_path, capsys, tiny_config):
+  """The VGG16 path of the job on a Keras-made weight file laid out like the ImageNet file."""
+  from test_weights import import_keras, write_imagenet_layout  # pylint: disable=import-outside-toplevel
+  keras = import_keras()
+  keras.utils.set_random_seed(0)
+  keras_model = keras.applications.VGG16(weights=None)
+  weights = str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels.h5')
+  write_imagenet_layout(weights, keras_model)
+  photo = str(tmp_path / 'photo.png')
+  pixels = np.random.default_rng(1).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+  Image.fromarray(pixels).save(photo)
+  caffe = keras.applications.vgg16.preprocess_input(pixels[None].astype(np.float32))
+  keras_top = np.argsort(np.asarray(keras_model.predict(caffe, verbose=0))[0])[::-1][:3]
+
+  config = quick(load_config('visualize_vgg16'), tiny_config.data)
+  v = config.visualize
+  v.weights, v.image = weights, photo
+  v.activation_layers = ('block1_conv1', 'block5_pool')
+  v.filter_layers = ('block1_conv1',)
+  v.filter_count, v.filter_size, v.filter_steps = 2, 32, 2
+  v.lucid, v.cam_methods = False, ('grad_cam', 'eigen_cam')
+  workdir = str(tmp_path / 'visualize')
+  written = job.run(config, workdir)
+  out = capsys.readouterr().out
+  from cnnjax.imagenet import imagenet_classes  # pylint: disable=import-outside-toplevel
+  names = [name for _, name, _ in imagenet_classes()]
+  # The job's prediction line names Keras' top-3 classes for the same file and photo.
+  predicted = next(line for line in out.splitlines() if line.startswith('predicted:'))
+  assert [part.split()[0] for part in predicted[len('predicted: '):].split(', ')] == [
+      names[i] for i in keras_top]
+  assert "('caffe' preprocessing)" in out
+  assert sorted(written) == ['activations', 'class_activation_maps', 'filter_patterns']
+  assert_pngs(workdir, written)

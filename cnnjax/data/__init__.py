@@ -1,19 +1,20 @@
 """Loading the train, validation and test data sets a config asks for.
 
-`load_datasets` reads the data from IDX files (MNIST, Fashion-MNIST) or from a prepared TFDS data
-set, carves the validation set, checks the labels and returns everything as in-memory
-`ArrayDataset`s. The batching and prefetching helpers live in `cnnjax.data.pipeline` and are
-re-exported here.
+`load_datasets` reads the data from IDX files (MNIST, Fashion-MNIST), from a prepared TFDS data
+set or from a directory tree of photos with one folder per class (`cnnjax.data.image_folder`),
+carves the validation set, checks the labels and returns everything as in-memory
+`ArrayDataset`s that keep 8-bit pixels and divide them by data.pixel_scale batch by batch. The
+batching and prefetching helpers live in `cnnjax.data.pipeline` and are re-exported here.
 """
 
 import dataclasses
 import os
 
-import numpy as np
-
 from cnnjax.data import idx
+from cnnjax.data import image_folder
 from cnnjax.data.pipeline import ArrayDataset
 from cnnjax.data.pipeline import batches
+from cnnjax.data.pipeline import check_pixel_scale
 from cnnjax.data.pipeline import num_batches
 from cnnjax.data.pipeline import prefetch
 from cnnjax.data.pipeline import Prefetch
@@ -23,6 +24,10 @@ from cnnjax.errors import ConfigError, DataError
 __all__ = [
     'ArrayDataset',
     'Datasets',
+    'FASHION_MNIST_CLASS_NAMES',
+    'MNIST_CLASS_NAMES',
+    'idx_class_names',
+    'idx_data_dir',
     'Prefetch',
     'batches',
     'load_datasets',
@@ -31,7 +36,17 @@ __all__ = [
     'split_validation',
 ]
 
-_SOURCES = ('idx', 'tfds')
+_SOURCES = ('idx', 'tfds', 'image_folder')
+
+# Label i of the Fashion-MNIST / MNIST IDX files is class i.
+FASHION_MNIST_CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+                             'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
+_IDX_CLASS_NAMES = {'fashion_mnist': FASHION_MNIST_CLASS_NAMES, 'mnist': MNIST_CLASS_NAMES}
+
+# Defaults of the photo fields, for data configs written before they existed.
+_PHOTO_DEFAULTS = {'image_size': (0, 0), 'color_mode': 'rgb', 'pixel_scale': 255.0,
+                   'strict': False, 'cache_dir': '', 'decode_workers': 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,9 @@ class Datasets:
     num_classes: Number of classes; labels are in [0, num_classes).
     image_shape: (H, W, C) of every image.
     name: Data set name, from data.name.
+    class_names: The name of each class (label i is class_names[i]): the class folder names of
+      an image folder, the label names of a TFDS data set, the Fashion-MNIST or MNIST class
+      names for those IDX files; None when unknown.
   """
 
   train: ArrayDataset
@@ -53,23 +71,54 @@ class Datasets:
   num_classes: int
   image_shape: tuple
   name: str
+  class_names: tuple | None = None
 
 
-def _idx_dir(config):
-  """Returns the IDX directory and a phrase saying where that choice came from."""
-  if config.dir:
-    return config.dir, 'data.dir'
+def _photo_field(config, field):
+  return config.get(field, _PHOTO_DEFAULTS[field])
+
+
+def _photo_options(config):
+  """Checks the photo fields; returns (image_size or None, color_mode, decode_workers)."""
+  size = image_folder.check_image_size(_photo_field(config, 'image_size'))
+  color_mode = _photo_field(config, 'color_mode')
+  image_folder.check_color_mode(color_mode)
+  workers = _photo_field(config, 'decode_workers')
+  if not isinstance(workers, int) or workers < 0:
+    raise ConfigError(
+        f'data.decode_workers must be 0 (one per CPU core) or positive, got {workers!r}.')
+  return size, color_mode, workers
+
+
+def idx_data_dir(directory, name):
+  """Returns the IDX directory and a phrase saying where that choice came from.
+
+  Args:
+    directory: data.dir; '' falls back to $CNNJAX_DATA_DIR, then (for Fashion-MNIST) to the
+      directory of Debian's dataset-fashion-mnist package.
+    name: data.name.
+
+  Raises:
+    ConfigError: No directory is given and there is no default for `name`.
+  """
+  if directory:
+    return directory, 'data.dir'
   env = os.environ.get(idx.DATA_DIR_ENV, '')
   if env:
     return env, f'environment variable {idx.DATA_DIR_ENV}'
-  if config.name == 'fashion_mnist':
+  if name == 'fashion_mnist':
     return idx.FASHION_MNIST_DIR, "the default directory for data.name = 'fashion_mnist'"
   raise ConfigError(
       f'data.dir is empty and {idx.DATA_DIR_ENV} is not set, and there is no default directory '
-      f'for data.name = {config.name!r}. Set data.dir (or {idx.DATA_DIR_ENV}) to a directory '
+      f'for data.name = {name!r}. Set data.dir (or {idx.DATA_DIR_ENV}) to a directory '
       'holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and '
       't10k-labels-idx1-ubyte (each optionally .gz).'
   )
+
+
+def idx_class_names(name):
+  """Returns the class names of an IDX data set cnnjax knows (fashion_mnist, mnist), or None."""
+  return _IDX_CLASS_NAMES.get(name)
 
 
 def _check_limit(config, field):
@@ -93,49 +142,86 @@ def _check_labels(labels, num_classes, where):
 
 
 def _load_idx(config):
-  directory, origin = _idx_dir(config)
+  directory, origin = idx_data_dir(config.dir, config.name)
   if not os.path.isdir(directory):
     raise DataError(
         f'Data directory {directory} (from {origin}) does not exist. {idx.GET_DATA_HINT}')
   if config.val_split:
     raise ConfigError(
-        f"data.val_split = {config.val_split!r} is only supported for data.source = 'tfds'. "
+        f'data.val_split = {config.val_split!r} is only supported for data.source = \'tfds\' '
+        "and 'image_folder'. "
         "For 'idx', set data.val_split = '' and choose the held-out share with "
         'data.val_fraction.'
     )
+  size, color_mode, workers = _photo_options(config)
   splits = {}
   for role, split in (('train', config.train_split), ('test', config.test_split)):
     images, labels = idx.load_idx_split(directory, split)
+    if size is not None:
+      # Resizing also applies data.color_mode; without it the IDX images stay as stored.
+      images = image_folder.convert_arrays(images, len(images), size, color_mode, workers)
     labels_path = idx.find_idx_split_files(directory, split)[1]
     splits[role] = (images, labels, f'The {split} split ({labels_path})')
-  return splits
+  return splits, idx_class_names(config.name)
 
 
 def _load_tfds(config):
   # Imported here so that the IDX source never pays for importing TFDS.
-  from cnnjax.data.tfds_source import load_tfds_split  # pylint: disable=g-import-not-at-top
+  from cnnjax.data import tfds_source  # pylint: disable=g-import-not-at-top
 
+  size, color_mode, workers = _photo_options(config)
   data_dir = config.dir or None
   roles = [('train', config.train_split), ('test', config.test_split)]
   if config.val_split:
     roles.append(('validation', config.val_split))
   splits = {}
   for role, split in roles:
-    images, labels = load_tfds_split(config.name, split, data_dir)
+    images, labels = tfds_source.load_tfds_split(
+        config.name, split, data_dir, image_size=size, color_mode=color_mode, workers=workers)
     splits[role] = (images, labels, f'TFDS data set {config.name!r} split {split!r}')
-  return splits
+  return splits, tfds_source.tfds_class_names(config.name, data_dir)
+
+
+def _load_image_folder(config):
+  size, color_mode, workers = _photo_options(config)
+  if not config.dir:
+    raise ConfigError(
+        "data.dir is empty; for data.source = 'image_folder' it must be the root directory that "
+        'holds the split directories (data.train_split, data.val_split, data.test_split), each '
+        'with one sub-folder of images per class.'
+    )
+  roles = {'train': config.train_split, 'test': config.test_split}
+  if config.val_split:
+    roles['validation'] = config.val_split
+  loaded = image_folder.load_splits(
+      config.dir, roles, image_size=size, color_mode=color_mode,
+      strict=bool(_photo_field(config, 'strict')), cache_dir=_photo_field(config, 'cache_dir'),
+      workers=workers, limits={'train': config.limit_train, 'test': config.limit_test})
+  class_names = loaded['train'].class_names
+  if len(class_names) != config.num_classes:
+    raise ConfigError(
+        f'data.num_classes = {config.num_classes}, but the image folder '
+        f'{loaded["train"].directory} has {len(class_names)} class folders '
+        f'{list(class_names)}. Set data.num_classes = '
+        f'{len(class_names)} (a binary classifier with one sigmoid output still has 2 classes).'
+    )
+  splits = {role: (split.images, split.labels, f'The {role} split ({split.directory})')
+            for role, split in loaded.items()}
+  return splits, class_names
 
 
 def load_datasets(data_config):
   """Loads the train, validation and test sets described by the `data` config.
 
   Args:
-    data_config: ConfigDict with the fields source ('idx' or 'tfds'), name, dir, train_split,
-      test_split, val_split ('' carves validation data out of the training split), val_fraction,
-      seed, num_classes, limit_train and limit_test (0 keeps every example).
+    data_config: ConfigDict with the fields source ('idx', 'tfds' or 'image_folder'), name, dir,
+      train_split, test_split, val_split ('' carves validation data out of the training split),
+      val_fraction, seed, num_classes, limit_train and limit_test (0 keeps every example), and
+      for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers
+      (meanings in `cnnjax.config.base_config`; absent ones take their defaults).
 
   Returns:
-    The Datasets, with images scaled to [0, 1].
+    The Datasets; their images read as float32 pixel values divided by data.pixel_scale.
 
   Raises:
     ConfigError: A config value is invalid.
@@ -150,7 +236,9 @@ def load_datasets(data_config):
     raise ConfigError(f'data.num_classes must be at least 2, got {num_classes}.')
   limit_train = _check_limit(config, 'limit_train')
   limit_test = _check_limit(config, 'limit_test')
-  splits = _load_idx(config) if config.source == 'idx' else _load_tfds(config)
+  pixel_scale = check_pixel_scale(_photo_field(config, 'pixel_scale'))
+  loader = {'idx': _load_idx, 'tfds': _load_tfds, 'image_folder': _load_image_folder}
+  splits, class_names = loader[config.source](config)
 
   train_images, train_labels, train_where = splits['train']
   if limit_train:
@@ -173,13 +261,14 @@ def load_datasets(data_config):
       raise DataError(
           f'{where} has images of shape {images.shape[1:]}, but the training images have shape '
           f'{image_shape}; all splits must share one image shape. Check data.dir / the split '
-          'names.'
+          'names, or set data.image_size to resize every image to one size.'
       )
   return Datasets(
-      train=ArrayDataset.from_uint8(train_images, train_labels),
-      validation=ArrayDataset.from_uint8(val_images, val_labels),
-      test=ArrayDataset.from_uint8(test_images, test_labels),
+      train=ArrayDataset.from_uint8(train_images, train_labels, pixel_scale),
+      validation=ArrayDataset.from_uint8(val_images, val_labels, pixel_scale),
+      test=ArrayDataset.from_uint8(test_images, test_labels, pixel_scale),
       num_classes=num_classes,
       image_shape=image_shape,
       name=config.name,
+      class_names=tuple(class_names) if class_names else None,
   )

@@ -1,12 +1,12 @@
 """In-memory data sets, the validation carve, batching and host-side prefetching.
 
-The data sets cnnjax trains on (MNIST, Fashion-MNIST and the like) fit in host memory, so a data
-set is just two NumPy arrays. Batches are NumPy dicts; the training loop moves them to the
-device. Every epoch's order is a pure function of (seed, epoch), so a run resumed from a
+The data sets cnnjax trains on (MNIST, Fashion-MNIST, the small cats-vs-dogs subsets) fit in host
+memory, so a data set is just two NumPy arrays; images from 8-bit files stay uint8 until a batch
+is built, a quarter of the memory of float32. Batches are NumPy dicts; the training loop moves
+them to the device. Every epoch's order is a pure function of (seed, epoch), so a run resumed from a
 checkpoint sees exactly the batches an uninterrupted run would have seen.
 """
 
-import dataclasses
 import queue
 import threading
 
@@ -15,56 +15,140 @@ import numpy as np
 from cnnjax.errors import ConfigError, DataError
 
 
-@dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """A labelled image data set held in host memory.
 
+  The images are stored in one of two forms:
+
+  - float32 (`ArrayDataset(images, labels)`): used as they are;
+  - uint8 pixels with a `pixel_scale` (`ArrayDataset.from_uint8`): a quarter of the memory, and
+    converted to float32 one batch at a time by `batches` (and `take`), dividing by
+    `pixel_scale`. Division rather than multiplication by its inverse maps 255 / 255 to exactly
+    1.0, so the values are the ones a float32 copy divided up front would hold.
+
   Attributes:
-    images: float32 array of shape (N, H, W, C) with values in [0, 1].
+    images: float32 array of shape (N, H, W, C). For a uint8 data set this converts the whole set
+      on every access (a new array each time); use `take` for a few examples.
     labels: int32 array of shape (N,).
+    pixel_scale: What the stored uint8 pixels are divided by, or None for float32 storage.
+    stored_images: The images as stored: uint8 pixels or float32 images.
+    image_shape: (H, W, C) of every image.
   """
 
-  images: np.ndarray
-  labels: np.ndarray
+  __slots__ = ('_stored', '_labels', '_pixel_scale')
 
-  def __post_init__(self):
-    if self.images.ndim != 4 or self.images.dtype != np.float32:
+  def __init__(self, images, labels, *, pixel_scale=None):
+    """Checks and holds the arrays.
+
+    Args:
+      images: float32 images (pixel_scale None), or uint8 pixels with a pixel_scale, of shape
+        (N, H, W, C).
+      labels: int32 array of shape (N,).
+      pixel_scale: For uint8 pixels: the positive number they are divided by when converted to
+        float32 (255 gives [0, 1], 1 keeps 0..255).
+
+    Raises:
+      DataError: The arrays have the wrong dtype or shape, or differ in length.
+      ConfigError: pixel_scale is not a positive number.
+    """
+    if pixel_scale is None:
+      if images.ndim != 4 or images.dtype != np.float32:
+        raise DataError(
+            f'ArrayDataset images must be float32 of shape (N, H, W, C), got {images.dtype.name} '
+            f'of shape {images.shape}; use ArrayDataset.from_uint8 for uint8 images.'
+        )
+    else:
+      if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataError(
+            f'ArrayDataset with a pixel_scale holds uint8 pixels of shape (N, H, W, C), got '
+            f'{images.dtype.name} of shape {images.shape}; pass float32 images without '
+            'pixel_scale.'
+        )
+      pixel_scale = check_pixel_scale(pixel_scale)
+    if labels.ndim != 1 or labels.dtype != np.int32:
       raise DataError(
-          f'ArrayDataset images must be float32 of shape (N, H, W, C), got '
-          f'{self.images.dtype.name} of shape {self.images.shape}; use ArrayDataset.from_uint8 '
-          'for uint8 images.'
+          f'ArrayDataset labels must be int32 of shape (N,), got {labels.dtype.name} of '
+          f'shape {labels.shape}.'
       )
-    if self.labels.ndim != 1 or self.labels.dtype != np.int32:
+    if len(images) != len(labels):
       raise DataError(
-          f'ArrayDataset labels must be int32 of shape (N,), got {self.labels.dtype.name} of '
-          f'shape {self.labels.shape}.'
-      )
-    if len(self.images) != len(self.labels):
-      raise DataError(
-          f'ArrayDataset has {len(self.images)} images but {len(self.labels)} labels; they must '
+          f'ArrayDataset has {len(images)} images but {len(labels)} labels; they must '
           'describe the same examples.'
       )
+    self._stored = images
+    self._labels = labels
+    self._pixel_scale = pixel_scale
 
   def __len__(self):
-    return len(self.labels)
+    return len(self._labels)
+
+  def __repr__(self):
+    form = 'float32' if self._pixel_scale is None else f'uint8 / {self._pixel_scale:g}'
+    return f'ArrayDataset({len(self)} images of {self.image_shape}, {form})'
+
+  @property
+  def labels(self):
+    return self._labels
+
+  @property
+  def pixel_scale(self):
+    return self._pixel_scale
+
+  @property
+  def stored_images(self):
+    return self._stored
+
+  @property
+  def image_shape(self):
+    return tuple(int(d) for d in self._stored.shape[1:])
+
+  @property
+  def images(self):
+    if self._pixel_scale is None:
+      return self._stored
+    return self.take(slice(None))
+
+  def take(self, indices):
+    """Returns the float32 images at `indices` (an index array or a slice)."""
+    out = np.empty((len(self._labels[indices]),) + self._stored.shape[1:], np.float32)
+    self.fill(out, indices)
+    return out
+
+  def fill(self, out, indices):
+    """Writes the float32 images at `indices` into `out` (float32, one row per index)."""
+    out[...] = self._stored[indices]
+    if self._pixel_scale is not None:
+      out /= np.float32(self._pixel_scale)
 
   @classmethod
-  def from_uint8(cls, images, labels):
-    """Builds a data set from uint8 images, scaling pixel values to [0, 1].
+  def from_uint8(cls, images, labels, pixel_scale=255.0):
+    """Builds a data set that keeps uint8 pixels and divides them by `pixel_scale` per batch.
 
     Args:
       images: uint8 array of shape (N, H, W, C).
       labels: Integer array of shape (N,).
+      pixel_scale: The pixels are divided by it: 255 (the default) gives [0, 1], 1 keeps 0..255.
 
     Returns:
-      An ArrayDataset with float32 images and int32 labels.
+      An ArrayDataset with uint8 storage and int32 labels; `images` reads as float32.
     """
     if images.dtype != np.uint8:
       raise DataError(f'from_uint8 needs uint8 images, got {images.dtype.name}.')
-    scaled = images.astype(np.float32)
-    # Dividing (rather than multiplying by 1/255) maps 255 to exactly 1.0.
-    scaled /= np.float32(255)
-    return cls(scaled, np.asarray(labels, dtype=np.int32))
+    return cls(images, np.asarray(labels, dtype=np.int32), pixel_scale=pixel_scale)
+
+
+def check_pixel_scale(pixel_scale):
+  """Returns `pixel_scale` as a float; raises ConfigError unless it is a positive number."""
+  try:
+    value = float(pixel_scale)
+  except (TypeError, ValueError):
+    value = float('nan')
+  if not np.isfinite(value) or value <= 0:
+    raise ConfigError(
+        f'The pixel scale (data.pixel_scale) must be a positive number, got {pixel_scale!r}; '
+        'use 255 for images in [0, 1] or 1 to keep 0..255.'
+    )
+  return value
 
 
 def split_validation(images, labels, *, fraction=None, size=None, seed):
@@ -170,10 +254,10 @@ def _batch_iterator(dataset, batch_size, order, count):
   for start in range(0, count * batch_size, batch_size):
     idx = order[start:start + batch_size]
     real = len(idx)
-    image = np.zeros((batch_size,) + dataset.images.shape[1:], np.float32)
+    image = np.zeros((batch_size,) + dataset.image_shape, np.float32)
     label = np.zeros((batch_size,), np.int32)
     mask = np.zeros((batch_size,), np.float32)
-    image[:real] = dataset.images[idx]
+    dataset.fill(image[:real], idx)
     label[:real] = dataset.labels[idx]
     mask[:real] = 1.0
     yield {'image': image, 'label': label, 'mask': mask}

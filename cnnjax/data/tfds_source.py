@@ -2,7 +2,9 @@
 
 `tfds.data_source` gives random access to a prepared data set (ArrayRecord files) and returns
 examples as dicts of NumPy arrays, so neither TensorFlow nor tf.data is needed. The whole split
-is read into memory, which suits the small image data sets cnnjax trains on.
+is read into memory, which suits the small image data sets cnnjax trains on. Photo data sets
+whose images differ in size (cats_vs_dogs) are converted and resized as they are read, with the
+image-folder source's code (`cnnjax.data.image_folder.convert_array`).
 
 Nothing is downloaded: this project's machines may have no network, so a data set that is not
 prepared in the data directory is reported as a DataError instead.
@@ -10,6 +12,7 @@ prepared in the data directory is reported as a DataError instead.
 
 import numpy as np
 
+from cnnjax.data import image_folder
 from cnnjax.errors import DataError
 
 
@@ -39,17 +42,23 @@ def _explain(tfds, name, data_dir, error):
           f'format, note that this machine cannot download it: {build}')
 
 
-def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='label'):
+def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='label', *,
+                    image_size=None, color_mode='rgb', workers=0):
   """Reads a split of a prepared TFDS data set into NumPy arrays.
 
   Args:
     name: TFDS data set name, e.g. 'fashion_mnist' (optionally with a config or version, e.g.
       'mnist:3.0.1').
-    split: TFDS split string, slicing included, e.g. 'train', 'train[:90%]'.
+    split: TFDS split string, slicing included, e.g. 'train', 'train[:90%]', 'train[:2000]'.
     data_dir: TFDS data directory; None or '' means TFDS's default ($TFDS_DATA_DIR or
       ~/tensorflow_datasets).
     image_key: Feature holding the image.
     label_key: Feature holding the integer label.
+    image_size: (height, width) to resize every image to (converting it to `color_mode` first),
+      as photo data sets of varying sizes need; None or (0, 0) keeps the images as they are,
+      which must then all have one shape.
+    color_mode: 'rgb' or 'grayscale'; applies only with an image_size.
+    workers: Threads resizing images; 0 means one per CPU core.
 
   Returns:
     (images, labels): uint8 images of shape (N, H, W, C), grayscale (H, W) images getting a
@@ -57,8 +66,13 @@ def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='la
 
   Raises:
     DataError: The data set is not prepared in `data_dir` (or cannot be opened), is empty, lacks
-      the features, or holds images that are not uint8 or not all of one shape.
+      the features, or holds images that are not uint8 or (without image_size) not all of one
+      shape.
+    ConfigError: image_size or color_mode is invalid.
   """
+  size = image_folder.check_image_size(image_size if image_size is not None else (0, 0))
+  if size is not None:
+    image_folder.check_color_mode(color_mode)
   # TFDS takes about a second to import; only this source needs it.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -82,6 +96,8 @@ def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='la
         f'{where} has no feature {missing[0]!r}; its features are {sorted(first)}. Pass the '
         'right image_key / label_key.'
     )
+  if size is not None:
+    return _read_resized(source, n, where, image_key, label_key, size, color_mode, workers)
   shape = np.shape(first[image_key])
   images = np.empty((n,) + shape, np.uint8)
   labels = np.empty((n,), np.int64)
@@ -93,8 +109,9 @@ def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='la
     if image.dtype != np.uint8 or image.shape != shape:
       raise DataError(
           f'{where}: example {i} has a {image.dtype.name} image of shape {image.shape}, but '
-          f'cnnjax needs uint8 images all of one shape (example 0: {shape}). Choose a data set '
-          'or config with fixed-size 8-bit images.'
+          f'without data.image_size cnnjax needs uint8 images all of one shape (example 0: '
+          f'{shape}). Set data.image_size = (height, width) to resize every image (photo data '
+          'sets such as cats_vs_dogs need it), or choose a data set with fixed-size 8-bit images.'
       )
     images[i] = image
     labels[i] = example[label_key]
@@ -105,3 +122,39 @@ def load_tfds_split(name, split, data_dir=None, image_key='image', label_key='la
         f'{where} has images of shape {shape}; cnnjax needs (H, W) or (H, W, C) images.'
     )
   return images, labels.astype(np.int32)
+
+
+def _read_resized(source, n, where, image_key, label_key, size, color_mode, workers):
+  """Reads every example, converting and resizing its image as it comes."""
+  labels = np.empty((n,), np.int64)
+
+  def images():
+    for i in range(n):
+      example = source[i]
+      labels[i] = example[label_key]
+      image = np.asarray(example[image_key])
+      if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise DataError(
+            f'example {i} has a {image.dtype.name} image of shape {image.shape}; cnnjax reads '
+            'uint8 images of shape (H, W) or (H, W, C).'
+        )
+      yield image
+
+  try:
+    resized = image_folder.convert_arrays(images(), n, size, color_mode, workers)
+  except DataError as e:
+    raise DataError(f'{where}: {e}') from e
+  return resized, labels.astype(np.int32)
+
+
+def tfds_class_names(name, data_dir=None, label_key='label'):
+  """Returns the label names of a TFDS data set's ClassLabel feature, or None if it has none."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    feature = tfds.builder(name, data_dir=data_dir or None).info.features[label_key]
+    names = getattr(feature, 'names', None)
+  except Exception:  # pylint: disable=broad-except
+    # The names are a convenience; a data set without them (or its metadata) still loads.
+    return None
+  return tuple(names) if names else None

@@ -347,12 +347,16 @@ def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
         input_scale=v.filter_input_scale)
     patterns = jax.vmap(filter_patterns.deprocess_image)(images)
     grid = filter_patterns.pattern_grid(patterns, v.filter_columns, v.filter_margin)
+    # A filter that never fires on the noise start has a zero gradient (ReLU) all the way: the
+    # recipe leaves its tile as the starting noise. Say so rather than let it pass as a pattern.
+    silent = int(np.sum(np.max(np.asarray(losses), axis=1) <= 0))
+    note = f'\n{silent} of {count} silent on the noise start (left as noise)' if silent else ''
     written.append(figures.plot_filter_patterns(
-        grid, f'{subject.name} {layer}: filters 0-{count - 1}, gradient ascent',
+        grid, f'{subject.name} {layer}: filters 0-{count - 1}, gradient ascent{note}',
         os.path.join(out_dir, f'{layer}.png')))
     print(f'filter patterns of {layer}: {count} filters, mean activation '
-          f'{float(losses[:, 0].mean()):.3g} -> {float(losses[:, -1].mean()):.3g} '
-          f'({time.perf_counter() - start:.1f}s)')
+          f'{float(losses[:, 0].mean()):.3g} -> {float(losses[:, -1].mean()):.3g}, '
+          f'{silent} silent ({time.perf_counter() - start:.1f}s)')
     if v.lucid:
       start = time.perf_counter()
       lucid_size = v.lucid_size or size
