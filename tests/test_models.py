@@ -76,6 +76,38 @@ def test_max_pooling_matches_reduce_window(size):
                              nn.avg_pool(x, (2, 2), strides=(2, 2), padding='VALID'), rtol=1e-6)
 
 
+@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
+@pytest.mark.parametrize('strides', [(1, 1), (2, 2), (2, 1)])
+@pytest.mark.parametrize('size', [(9, 9), (10, 7)])
+def test_im2col_convolution_matches_lax(padding, strides, size):
+  x = jax.random.normal(jax.random.key(0), (2, *size, 5))
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
+  reference = jax.lax.conv_general_dilated(x, kernel, strides, padding,
+                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ours = layers.conv_im2col(x, kernel, strides, padding)
+  assert ours.shape == reference.shape
+  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('implementation', layers.CONV_IMPLEMENTATIONS)
+def test_conv_implementations_share_parameters_and_gradients(implementation):
+  """Either formulation takes the same (3, 3, Cin, Cout) kernel and gives the same gradients."""
+  x = jax.random.normal(jax.random.key(0), (2, 12, 12, 3))
+  lax_layer = layers.Conv2D(8, padding='SAME', implementation='lax')
+  layer = layers.Conv2D(8, padding='SAME', implementation=implementation)
+  variables = lax_layer.init(jax.random.key(1), x)
+  assert jax.tree.map(jnp.shape, layer.init(jax.random.key(1), x)) == jax.tree.map(
+      jnp.shape, variables)
+
+  def grads(module):
+    return jax.grad(lambda v, x: jnp.sum(module.apply(v, x) ** 2), argnums=(0, 1))(variables, x)
+
+  for ours, reference in zip(jax.tree.leaves(grads(layer)), jax.tree.leaves(grads(lax_layer))):
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match='implementation'):
+    layers.Conv2D(8, implementation='fft').init(jax.random.key(1), x)
+
+
 def test_overlapping_pooling():
   x = jnp.arange(25.0).reshape(1, 5, 5, 1)
   out = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2)).apply({}, x)

@@ -32,8 +32,49 @@ def _activation(name: str | None) -> Callable[[jax.Array], jax.Array]:
   return ACTIVATIONS[name]
 
 
+# How a Conv2D that names no `implementation` computes its convolution (see `Conv2D`).
+CONV_IMPLEMENTATIONS = ('lax', 'im2col')
+CONV_IMPLEMENTATION = 'lax'
+
+
+def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+  """(before, after) padding of one axis for 'SAME', as `lax.conv` and Keras pad."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + window - size, 0)
+  return total // 2, total - total // 2
+
+
+def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                padding: str) -> jax.Array:
+  """The convolution of `lax.conv_general_dilated` (NHWC, HWIO) as shifted slices and one matmul.
+
+  The kh*kw shifted (strided) views of the input are concatenated along the channels, in the
+  (row, column, channel) order of the kernel's first three axes, so that one dot with the kernel
+  reshaped to (kh*kw*Cin, Cout) computes every output pixel.
+  """
+  kh, kw, cin, cout = kernel.shape
+  sh, sw = strides
+  if padding == 'SAME':
+    x = jnp.pad(x, ((0, 0), _same_padding(x.shape[1], kh, sh), _same_padding(x.shape[2], kw, sw),
+                    (0, 0)))
+  elif padding != 'VALID':
+    raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
+  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  views = [x[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+           for i in range(kh) for j in range(kw)]
+  patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+  return jax.lax.dot_general(patches, kernel.reshape(kh * kw * cin, cout),
+                             (((3,), (0,)), ((), ())))
+
+
 class Conv2D(nn.Module):
-  """2-D convolution over NHWC images with an HWIO kernel, then an optional activation."""
+  """2-D convolution over NHWC images with an HWIO kernel, then an optional activation.
+
+  `implementation` chooses how the convolution is computed; the parameters and the result (up to
+  float rounding) are the same either way: 'lax' is `lax.conv_general_dilated`, 'im2col' the
+  shifted slices and one matmul of `conv_im2col`; None takes the module default
+  `CONV_IMPLEMENTATION`, chosen by `benchmarks/speed_suite.py` on XLA:CPU.
+  """
 
   features: int
   kernel_size: Sequence[int] = (3, 3)
@@ -43,16 +84,24 @@ class Conv2D(nn.Module):
   use_bias: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  implementation: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param('kernel', nn.initializers.glorot_uniform(), kernel_shape,
                         self.param_dtype)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype),
-        window_strides=tuple(self.strides), padding=self.padding.upper(),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    implementation = self.implementation or CONV_IMPLEMENTATION
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if implementation == 'im2col':
+      y = conv_im2col(x, kernel, tuple(self.strides), self.padding.upper())
+    elif implementation == 'lax':
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=tuple(self.strides), padding=self.padding.upper(),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    else:
+      raise ValueError(f'Conv2D implementation={implementation!r} is not one of '
+                       f'{CONV_IMPLEMENTATIONS}')
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
       y = y + bias.astype(self.dtype)

@@ -1,0 +1,250 @@
+"""cnnjax against Keras 3 (JAX backend) and PyTorch, side by side in one run on this machine.
+
+    python benchmarks/speed_suite.py [--quick] [--out benchmarks/results/cpu-2026-11-23.json]
+    python benchmarks/speed_suite.py --workloads small_convnet --frameworks cnnjax,cnnjax,bf16
+
+Workloads (same architecture, optimizer RMSprop and batch in every framework; random data):
+
+- small_convnet: the main job's convnet, Conv32-P-Conv64-P-Conv64-Flatten-Dense64-Dense10 on
+  28x28x1, batch 64, softmax cross-entropy;
+- cats_vs_dogs_150: Conv32/64/128/128 each pooled - Flatten - Dense512 - Dense1 on 150x150x3,
+  batch 32, sigmoid + binary cross-entropy;
+- vgg16_frozen_150: VGG16's convolutional base, frozen, under a new Flatten - Dense256 - Dropout -
+  Dense1 head, 150x150x3, batch 20 (only the head is differentiated);
+- vgg16_predict_224: VGG16 with its top, inference at 224x224x3, batch 16.
+
+Each (workload, framework) row runs in its own process (`speed_workers.py`), so each framework
+is imported alone and its peak resident memory is its own. The workers of a workload are started
+and warmed up one after the other (compilation and one warm-up epoch), then timed in rounds: each
+round asks every worker in turn (the order rotating between rounds) for one epoch of the same
+batches, so slow drifts of the machine's load hit every framework alike. The table gives the best
+epoch (and the median) in images per second. The achieved GFLOP/s of every row is the FLOP count
+of the cnnjax float32 step (XLA's cost analysis of the compiled step: the same architecture and
+batch, so the same arithmetic) divided by the row's time per step, and its share of the matmul
+peak measured in the same run (a large float32 `jnp.dot`). The 'vs torch' and 'vs keras' columns
+divide by the best PyTorch eager row ('torch', 'torch,threads=1') and the best Keras row. The
+JSON keeps every epoch time, the load average before and after each workload, the versions and
+the machine; the peak is measured before and after the workloads and the better one kept.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from machine import machine_description
+from speed_workers import WORKLOADS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, 'speed_workers.py')
+# Rows per workload. 'threads=1' rows run each framework on one intra-op thread: on a machine
+# shared with other jobs, PyTorch's two OpenMP threads spin-wait for each other and lose up to
+# 10x, so the comparison takes each framework's best row as well as its default one.
+TRAIN_FRAMEWORKS = ('cnnjax', 'cnnjax,threads=1', 'keras', 'keras,threads=1', 'torch',
+                    'torch,threads=1', 'torch_compile')
+DEFAULT_FRAMEWORKS = {
+    'small_convnet': TRAIN_FRAMEWORKS,
+    'cats_vs_dogs_150': TRAIN_FRAMEWORKS,
+    'vgg16_frozen_150': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
+    'vgg16_predict_224': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
+}
+
+
+def load_average() -> list[float]:
+  with open('/proc/loadavg') as f:
+    return [float(v) for v in f.read().split()[:3]]
+
+
+def versions() -> dict[str, str]:
+  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  found = {'python': sys.version.split()[0]}
+  for package in ('jax', 'jaxlib', 'flax', 'optax', 'keras', 'torch', 'numpy'):
+    try:
+      found[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      pass
+  return found
+
+
+class Worker:
+  """One (workload, framework) process speaking `speed_workers.py`'s line protocol."""
+
+  def __init__(self, workload: str, framework: str, steps: int, log_dir: str):
+    self.framework = framework
+    safe = framework.replace(',', '_').replace('=', '-')
+    self.log_path = os.path.join(log_dir, f'{workload}-{safe}.log')
+    env = dict(os.environ, KERAS_BACKEND='jax', PYTHONPATH=os.pathsep.join(
+        p for p in (os.path.dirname(HERE), HERE, os.environ.get('PYTHONPATH', '')) if p))
+    self.log = open(self.log_path, 'w')  # pylint: disable=consider-using-with
+    self.process = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, WORKER, workload, framework, '--steps', str(steps)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+        bufsize=1)
+
+  def read(self) -> dict:
+    line = self.process.stdout.readline()
+    if not line:
+      self.log.flush()
+      with open(self.log_path) as f:
+        tail = [l.strip() for l in f.read().strip().splitlines()[-1:]]
+      return {'error': f'worker exited ({self.process.wait()}): {" ".join(tail)}'[:300]}
+    return json.loads(line)
+
+  def ask(self, command: str) -> dict:
+    self.process.stdin.write(command + '\n')
+    self.process.stdin.flush()
+    return self.read()
+
+  def close(self) -> dict:
+    answer = self.ask('quit') if self.process.poll() is None else {}
+    self.process.wait()
+    self.log.close()
+    return answer
+
+
+def measure_peak() -> dict:
+  peak = {}
+  for framework in ('jax', 'torch'):
+    run = subprocess.run([sys.executable, WORKER, 'peak', framework], capture_output=True,
+                         text=True, env=dict(os.environ, KERAS_BACKEND='jax'), check=False)
+    try:
+      peak[framework] = json.loads(run.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+      peak[framework] = {'error': run.stderr.strip()[-300:]}
+  return peak
+
+
+def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
+                 log_dir: str) -> dict:
+  """Starts and warms up every framework's worker, then times them in interleaved rounds."""
+  batch = WORKLOADS[workload][1]
+  result = {'batch_size': batch, 'steps_per_epoch': steps, 'load_before': load_average(),
+            'rows': {}}
+  workers = []
+  for framework in frameworks:
+    print(f'  {workload}: starting {framework}', file=sys.stderr, flush=True)
+    worker = Worker(workload, framework, steps, log_dir)
+    ready = worker.read()
+    if 'error' in ready:
+      worker.close()
+      result['rows'][framework] = {'error': ready['error']}
+      print(f'    failed: {ready["error"]}', file=sys.stderr, flush=True)
+      continue
+    ready.pop('ready', None)
+    result['rows'][framework] = {**ready, 'epoch_seconds': []}
+    workers.append(worker)
+  for r in range(rounds):
+    shift = r % max(len(workers), 1)
+    for worker in workers[shift:] + workers[:shift]:
+      answer = worker.ask('run')
+      row = result['rows'][worker.framework]
+      if 'error' in answer:
+        row['error'] = answer['error']
+        continue
+      row['epoch_seconds'].append(answer['seconds'])
+      time.sleep(0.2)  # Lets spinning thread pools (OpenMP) go idle before the next worker.
+  for worker in workers:
+    result['rows'][worker.framework].update(worker.close())
+  result['load_after'] = load_average()
+
+  flops = next((row['flops_per_step'] for name, row in result['rows'].items()
+                if name.split(',')[0] == 'cnnjax' and row.get('dtype') == 'float32'
+                and 'flops_per_step' in row), None)
+  result['flops_per_step'] = flops
+  for row in result['rows'].values():
+    seconds = row.get('epoch_seconds')
+    if not seconds:
+      continue
+    images = batch * steps
+    row['images_per_second_best'] = images / min(seconds)
+    row['images_per_second_median'] = images / float(np.median(seconds))
+    if flops:
+      row['achieved_gflops'] = flops * steps / min(seconds) / 1e9
+  return result
+
+
+def print_table(results: dict) -> None:
+  peak = results['matmul_peak_gflops'].get('jax', {}).get('float32')
+  print(f"\n{results['machine']['machine']}; matmul peak (jnp.dot f32 4096^2): "
+        f"{peak or float('nan'):.0f} GFLOP/s; bf16 "
+        f"{results['matmul_peak_gflops'].get('jax', {}).get('bfloat16', float('nan')):.0f}; "
+        f"torch f32 "
+        f"{results['matmul_peak_gflops'].get('torch', {}).get('float32', float('nan')):.0f}")
+  header = (f"{'workload':18} {'framework':22} {'img/s best':>10} {'median':>8} {'vs torch':>8} "
+            f"{'vs keras':>8} {'GFLOP/s':>8} {'% peak':>6} {'maxrss MiB':>10}  load")
+  print(header)
+  print('-' * len(header))
+  for workload, result in results['workloads'].items():
+    rows = result['rows']
+    ref = {family: max((row.get('images_per_second_best', 0) for name, row in rows.items()
+                        if name.split(',')[0] == family), default=0) or None
+           for family in ('torch', 'keras')}
+    load = f"{result['load_before'][0]:.1f}->{result['load_after'][0]:.1f}"
+    for framework, row in rows.items():
+      if 'error' in row and not row.get('epoch_seconds'):
+        print(f"{workload:18} {framework:22} failed: {row['error'][:80]}")
+        continue
+      ips = row['images_per_second_best']
+      ratio = {k: f'{ips / v:.2f}x' if v else '-' for k, v in ref.items()}
+      gflops = row.get('achieved_gflops')
+      share = f'{100 * gflops / peak:.0f}' if gflops and peak else '-'
+      print(f"{workload:18} {framework:22} {ips:>10,.1f} {row['images_per_second_median']:>8,.1f} "
+            f"{ratio['torch']:>8} {ratio['keras']:>8} {gflops or 0:>8.1f} {share:>6} "
+            f"{row.get('maxrss_mib', 0):>10,.0f}  {load}")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--quick', action='store_true',
+                      help='fewer batches per epoch and fewer rounds (a smoke run)')
+  parser.add_argument('--out', default='', help='write the results here as JSON')
+  parser.add_argument('--workloads', default=','.join(WORKLOADS))
+  parser.add_argument('--frameworks', default='',
+                      help="';'-separated rows (default: DEFAULT_FRAMEWORKS): cnnjax, keras, "
+                           "torch, torch_compile, with options after commas such as "
+                           "'cnnjax,bf16', 'cnnjax,conv=im2col', 'torch,threads=1'")
+  parser.add_argument('--rounds', type=int, default=0, help='timed epochs per row (default 3)')
+  parser.add_argument('--steps-scale', type=float, default=1.0,
+                      help='multiplies every workload\'s batches per epoch')
+  parser.add_argument('--log-dir', default='/tmp/speed_suite_logs')
+  args = parser.parse_args()
+
+  os.makedirs(args.log_dir, exist_ok=True)
+  rounds = args.rounds or (2 if args.quick else 3)
+  chosen = [f for f in args.frameworks.split(';') if f]
+  results = {'machine': {**machine_description(), 'load_average_start': load_average()},
+             'versions': versions(), 'quick': args.quick, 'rounds': rounds,
+             'note': ('2 shared cores: other jobs ran on this machine at the same time, so '
+                      'absolute figures are noisy; rows of one workload are interleaved '
+                      'round by round, and the best epoch of each row is reported.')}
+  print('measuring the matmul peak', file=sys.stderr, flush=True)
+  results['matmul_peak_gflops'] = measure_peak()
+  results['workloads'] = {}
+  for workload in args.workloads.split(','):
+    default_steps = WORKLOADS[workload][4]
+    steps = max(1, round(default_steps * args.steps_scale / (4 if args.quick else 1)))
+    frameworks = chosen or list(DEFAULT_FRAMEWORKS[workload])
+    results['workloads'][workload] = run_workload(workload, frameworks, steps, rounds,
+                                                  args.log_dir)
+  results['machine']['load_average_end'] = load_average()
+  # The peak again after the workloads: the best of the two is the machine's, not the load's.
+  results['matmul_peak_gflops_start'] = results['matmul_peak_gflops']
+  end = measure_peak()
+  results['matmul_peak_gflops_end'] = end
+  results['matmul_peak_gflops'] = {
+      f: {d: max(v, end.get(f, {}).get(d, 0)) for d, v in values.items()
+          if isinstance(v, float)} for f, values in results['matmul_peak_gflops'].items()}
+  print_table(results)
+  if args.out:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+      json.dump(results, f, indent=1)
+    print(f'\nwrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()
