@@ -88,11 +88,12 @@ small_convnet_gap = functools.partial(
     ConvNet, conv_features=small_convnet_base_features, num_outputs=10, head='gap')
 mnist_convnet = functools.partial(
     ConvNet, conv_features=(32, 64, 128), num_outputs=10, head='flatten')
-# im2col: its training step measured 1.2-1.3x faster than with lax.conv on XLA:CPU (2026-11-23,
-# benchmarks/speed_suite.py notes); on the small 28x28 convnets lax.conv is as fast or faster.
+# im2col on the CPU: its training step measured 1.2-1.3x faster than with lax.conv on XLA:CPU
+# (2026-11-23, benchmarks/speed_suite.py); on the small 28x28 convnets lax.conv is as fast or
+# faster. Accelerators keep lax.conv (cuDNN and the like).
 cats_vs_dogs_150 = functools.partial(
     ConvNet, conv_features=(32, 64, 128, 128), pool_after_last_conv=True, num_outputs=1,
-    head='flatten', hidden_units=(512,), conv_implementation='im2col')
+    head='flatten', hidden_units=(512,), conv_implementation='im2col_on_cpu')
 cats_vs_dogs_180 = functools.partial(
     ConvNet, conv_features=(32, 64, 128, 256, 256), num_outputs=1, head='flatten',
     rescale=1 / 255)

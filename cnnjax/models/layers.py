@@ -33,7 +33,7 @@ def _activation(name: str | None) -> Callable[[jax.Array], jax.Array]:
 
 
 # How a Conv2D that names no `implementation` computes its convolution (see `Conv2D`).
-CONV_IMPLEMENTATIONS = ('lax', 'im2col')
+CONV_IMPLEMENTATIONS = ('lax', 'im2col', 'im2col_on_cpu')
 CONV_IMPLEMENTATION = 'lax'
 
 
@@ -72,8 +72,10 @@ class Conv2D(nn.Module):
 
   `implementation` chooses how the convolution is computed; the parameters and the result (up to
   float rounding) are the same either way: 'lax' is `lax.conv_general_dilated`, 'im2col' the
-  shifted slices and one matmul of `conv_im2col`; None takes the module default
-  `CONV_IMPLEMENTATION`, chosen by `benchmarks/speed_suite.py` on XLA:CPU.
+  shifted slices and one matmul of `conv_im2col`; 'im2col_on_cpu' is 'im2col' when JAX runs on
+  the CPU and 'lax' on accelerators (whose convolution libraries beat a 9x larger im2col operand);
+  None takes the module default `CONV_IMPLEMENTATION`, chosen by `benchmarks/speed_suite.py` on
+  XLA:CPU.
   """
 
   features: int
@@ -92,6 +94,8 @@ class Conv2D(nn.Module):
     kernel = self.param('kernel', nn.initializers.glorot_uniform(), kernel_shape,
                         self.param_dtype)
     implementation = self.implementation or CONV_IMPLEMENTATION
+    if implementation == 'im2col_on_cpu':
+      implementation = 'im2col' if jax.default_backend() == 'cpu' else 'lax'
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if implementation == 'im2col':
       y = conv_im2col(x, kernel, tuple(self.strides), self.padding.upper())
