@@ -51,16 +51,15 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # JAX's start-up chatter is not for the user.
   config = _CONFIG.value
   # Imported here so that `--help` and flag errors come back fast, before JAX loads.
-  from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
   from cnnjax.parallel import initialize_distributed  # pylint: disable=import-outside-toplevel
-  from cnnjax.summary import summary  # pylint: disable=import-outside-toplevel
+  from cnnjax.summary import config_summary  # pylint: disable=import-outside-toplevel
   if initialize_distributed(dict(os.environ)):
     import jax  # pylint: disable=import-outside-toplevel
     logging.warning('process %d of %d in JAX distributed runtime', jax.process_index(),
                     jax.process_count())
   try:
     if _MODE.value == 'summary':
-      print(summary(create_model(config.model), config.model.input_shape, name=config.model.name))
+      print(config_summary(config))  # Trainable counts follow train.param_groups.
       return
     job = config.get('job', 'train')
     if not _WORKDIR.value:

@@ -17,31 +17,48 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = data = ml_collections.ConfigDict()
-  data.source = 'idx'          # 'idx': IDX files in data.dir; 'tfds': tensorflow-datasets.
+  data.source = 'idx'          # 'idx': IDX files in data.dir; 'tfds': tensorflow-datasets;
+                               # 'image_folder': data.dir/SPLIT/CLASS/*.jpg|png|bmp|gif.
   data.name = 'fashion_mnist'  # The data set (TFDS name for source='tfds').
   data.dir = ''                # IDX: '' = $CNNJAX_DATA_DIR, else the Debian package's directory.
-  data.train_split = 'train'   # TFDS split strings may slice: 'train[:90%]'.
+                               # image_folder: the root holding the split directories.
+  data.train_split = 'train'   # TFDS split strings may slice: 'train[:90%]'; image_folder: the
+                               # split's directory under data.dir.
   data.val_split = ''          # '' carves val_fraction of the training split off, seeded.
   data.test_split = 'test'
   data.val_fraction = 0.1
   data.seed = 0                # Seed of the validation carve (independent of the run's seed).
-  data.num_classes = 10
+  data.num_classes = 10        # image_folder: the number of class folders (2 for a sigmoid).
   data.limit_train = 0         # Keep only the first N training / test examples; 0 keeps all.
-  data.limit_test = 0
-  # Photos ('image_folder' and TFDS photo sets such as cats_vs_dogs):
-  data.image_size = (0, 0)     # (height, width) to resize photos to; (0, 0): keep (IDX data).
-  data.color_mode = 'rgb'      # 'rgb' or 'grayscale'.
+  data.limit_test = 0          # (image_folder: the first files of each class in turn.)
+  # Photos ('image_folder' and TFDS photo sets such as cats_vs_dogs; cnnjax/data/image_folder.py):
+  data.image_size = (0, 0)     # (height, width) to resize to, bilinear; (0, 0): keep (then all
+                               # images must share one size).
+  data.color_mode = 'rgb'      # 'rgb' or 'grayscale'; for IDX / TFDS only with an image_size.
   data.pixel_scale = 255.0     # Pixels are divided by this (255: [0, 1]; 1: keep 0..255).
-  data.strict = False          # True: an undecodable photo is an error, not skipped.
-  data.cache_dir = ''          # Where decoded photo arrays are cached ('' : no cache).
-  data.decode_workers = 0      # Parallel photo decoders; 0: one per CPU core.
+  data.strict = False          # True: an undecodable photo is an error, not skipped (warning).
+  data.cache_dir = ''          # Where decoded image-folder arrays are cached ('': no cache).
+  data.decode_workers = 0      # Parallel photo decoding threads; 0: one per CPU core.
+  # Class selection and per-class counts (cnnjax/data/subsets.py), applied after loading:
+  data.classes = ()            # Labels to keep, relabelled 0, 1, ... in this order; (): all.
+  data.per_class = (0, 0, 0)   # (train, validation, test) examples per class, drawn seeded by
+                               # data.seed: train and validation from the training examples,
+                               # test from the test split; 0 keeps all of that split.
 
   config.model = model = ml_collections.ConfigDict()
   model.name = 'small_convnet'
   model.input_shape = (28, 28, 1)  # For --mode summary; training takes the data's shape.
   model.num_outputs = config_dict.placeholder(int)     # None keeps the model's own.
   model.dropout_rate = config_dict.placeholder(float)  # None keeps the model's own.
+  model.preprocess = config_dict.placeholder(str)  # preprocess_input mode ('caffe', 'torch',
+                               # 'tf', 'none') of models that take one; None keeps the model's.
   model.dtype = 'float32'
+  # Pretrained initialization (cnnjax/transfer/pretrained.py): a weight file (VGG16's Keras .h5,
+  # .weights.h5 or torchvision .pth) or the workdir of a cnnjax run (its best checkpoint); ''
+  # starts from scratch. init_layers: regexes of the parameters taken from it (as in
+  # train.param_groups); the others keep their fresh initialization (a new head).
+  model.init_from = ''
+  model.init_layers = ('.*',)
 
   # On-device augmentation of training batches (`cnnjax.augment`); kind 'none' turns it off.
   config.augment = augment.default_config()
@@ -63,4 +80,11 @@ def base_config() -> ml_collections.ConfigDict:
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
   train.parallel = 'auto'      # 'single', 'sharded' (jit over a device mesh), 'pmap'; 'auto':
                                # sharded when there is more than one device.
+  # Freezing and per-group learning rates (cnnjax/optimizers.py): 'PATTERN=VALUE' strings, the
+  # first matching pattern wins, VALUE 'frozen' or a learning-rate multiplier; e.g.
+  # ('block[1-4]_.*=frozen', '.*=1'). Every parameter must match one; (): all train at 1x.
+  train.param_groups = ()
+  # Fast feature extraction (cnnjax/transfer/features.py): run the frozen base once over the data,
+  # cache its outputs in the workdir and train the head on them (no augmentation).
+  train.cache_features = False
   return config

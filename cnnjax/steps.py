@@ -9,6 +9,9 @@ The same body serves every parallel wrapper (`cnnjax.parallel`): with `axis_name
 pmap) the gradient and metric sums are summed over the devices before the gradient is divided by
 the global example count, so the update is that of the global batch's mean loss.
 
+Parameters listed in `TrainState.frozen` (from `train.param_groups`) are constants of the step:
+the gradient is taken with respect to the trainable ones only, and they alone are updated.
+
 With an `Augmenter` (`cnnjax.augment`), a training batch is augmented inside the step, on the
 device: example i of the global batch gets the key `fold_in(step key, i)` (`cnnjax.rng`), so the
 transforms do not depend on the device count and a resumed run draws the same ones. Evaluation
@@ -22,7 +25,7 @@ import jax.numpy as jnp
 from cnnjax.augment import Augmenter
 from cnnjax.losses import Objective
 from cnnjax.rng import example_keys
-from cnnjax.train_state import TrainState
+from cnnjax.train_state import TrainState, join_params
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -53,18 +56,23 @@ def train_step(state: TrainState, batch: Batch, *, objective: Objective,
   """One optimizer step on the global batch's mean loss; random keys come from the step number."""
   rngs = {'dropout': state.step_key(DROPOUT)}
   images = train_images(state, batch['image'], augment)
+  trainable, fixed = state.trainable_params() if state.frozen else (state.params, {})
 
-  def loss_sum(params):
+  def loss_sum(trainable):
+    params = join_params(trainable, fixed) if state.frozen else trainable
     logits = state.apply_fn({'params': params}, images, train=True, rngs=rngs)
     sums = _metric_sums(objective, logits, batch)
     return sums['loss'], sums
 
-  (_, sums), grads = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
+  # Only the trainable parameters are differentiated: the frozen ones are constants here, so
+  # nothing is back-propagated below the lowest trainable layer and no gradient is all-reduced
+  # for them.
+  (_, sums), grads = jax.value_and_grad(loss_sum, has_aux=True)(trainable)
   if axis_name is not None:
     grads, sums = jax.lax.psum((grads, sums), axis_name)
   count = jnp.maximum(sums['count'], 1.0)
   grads = jax.tree.map(lambda g: g / count, grads)
-  return state.apply_gradients(grads=grads), sums
+  return state.apply_trainable_gradients(grads), sums
 
 
 def eval_step(state: TrainState, batch: Batch, *, objective: Objective,

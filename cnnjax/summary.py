@@ -4,6 +4,8 @@ The shapes come from tracing the model (`jax.eval_shape`), so a summary costs no
 memory even for a large model. Trainable and non-trainable totals follow a `trainable` predicate on
 parameter paths, so a frozen part of the model shows as non-trainable; variables outside the
 'params' collection (such as batch statistics) are always non-trainable, as in Keras.
+`model_summary` and `config_summary` (what `launch.py --mode summary` prints) take the predicate
+from `train.param_groups` and add a table of the groups with their parameter counts.
 """
 
 from typing import Any, Callable, Mapping, Sequence
@@ -13,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax.models import create_model
 from cnnjax.models.layer_outputs import layer_outputs, layer_types
+from cnnjax.optimizers import ParamGroup, assign_groups, frozen_paths, param_groups
 
 ParamPath = tuple[str, ...]
 _WIDTHS = (29, 26, 10)
@@ -89,3 +93,55 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, variables: Mapping[
   lines += [f"Total params: {counts['total']:,}", f"Trainable params: {counts['trainable']:,}",
             f"Non-trainable params: {counts['non_trainable']:,}", _RULE]
   return '\n'.join(lines)
+
+
+def trainable_predicate(frozen: Sequence[str]) -> Callable[[ParamPath], bool] | None:
+  """The `trainable` predicate of a set of frozen '/'-joined paths (None when nothing is frozen)."""
+  if not frozen:
+    return None
+  frozen = frozenset(frozen)
+  return lambda path: '/'.join(path) not in frozen
+
+
+def param_group_lines(params: Mapping[str, Any], groups: Sequence[ParamGroup]) -> list[str]:
+  """One line per parameter group: its pattern, what it does and how many parameters it won."""
+  sizes = {g: 0 for g in groups}
+  flat = {'/'.join(_path_names(path)): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+  for path, group in assign_groups(params, groups).items():
+    sizes[group] += int(np.prod(flat[path].shape))
+  lines = ['Parameter groups (train.param_groups; the first match wins):']
+  width = max(len(f'{g.pattern}={g.value}') for g in groups) + 2
+  for group, size in sizes.items():
+    what = 'frozen' if group.frozen else f'learning rate x{group.multiplier:g}'
+    lines.append(f'  {f"{group.pattern}={group.value}".ljust(width)}{size:>12,}  {what}')
+  return lines
+
+
+def model_summary(model: nn.Module, input_shape: Sequence[int], train_config,
+                  name: str | None = None) -> str:
+  """`summary` with trainable counts and a group table from `train_config.param_groups`."""
+  variables = abstract_variables(model, input_shape)
+  groups = param_groups(train_config)
+  frozen = frozen_paths(variables['params'], groups)
+  text = summary(model, input_shape, variables=variables, trainable=trainable_predicate(frozen),
+                 name=name)
+  if groups:
+    text += '\n' + '\n'.join(param_group_lines(variables['params'], groups))
+  return text
+
+
+def config_summary(config) -> str:
+  """What `launch.py --mode summary` prints: the config's model at `model.input_shape`.
+
+  The trainable / non-trainable totals follow `train.param_groups`; with `model.init_from` a last
+  line says where the pretrained parameters come from (nothing is loaded for a summary).
+  """
+  text = model_summary(create_model(config.model), config.model.input_shape, config.train,
+                       name=config.model.name)
+  init_from = config.model.get('init_from', '')
+  if init_from:
+    layers = ', '.join(config.model.get('init_layers', ()))
+    text += (f'\nInitialized from (model.init_from): {init_from}\n  taken (model.init_layers): '
+             f'{layers}; every other parameter is new (freshly initialized)')
+  return text

@@ -6,8 +6,15 @@ workdir, it resumes from the latest checkpoint (weights, optimizer state, random
 history) and ends where an uninterrupted run would have ended: an epoch's shuffle depends only on
 (seed, epoch) and a step's dropout key only on (seed, step). Finally it restores the checkpoint with
 the best val_loss, evaluates it on the test split and writes `test_metrics.json`.
+
+Transfer learning (`cnnjax.transfer`) goes through the same loop: `data.classes` / `data.per_class`
+select a small-data task right after loading, `model.init_from` merges pretrained parameters into
+the fresh ones (a fresh run only: a resumed run restores its own), `train.param_groups` freezes
+parameters or scales their learning rate, and `train.cache_features` trains the head on the
+frozen base's cached features instead of on images.
 """
 
+import functools
 import json
 import math
 import os
@@ -21,16 +28,20 @@ from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax import history as history_lib
 from cnnjax.checkpointing import Checkpoints
+from cnnjax.data.subsets import subsets_from_config
 from cnnjax.errors import CnnjaxError, ConfigError
 from cnnjax.learning_curves import plot_learning_curves
 from cnnjax.losses import get_objective
 from cnnjax.models import create_model
-from cnnjax.optimizers import create_optimizer, learning_rate_schedule
+from cnnjax.optimizers import (create_optimizer, frozen_paths, learning_rate_schedule,
+                               param_groups)
 from cnnjax.parallel import Parallel, create_parallel
 from cnnjax.progress import EpochProgress
 from cnnjax.steps import add_metrics, summarize
-from cnnjax.summary import summary
-from cnnjax.train_state import TrainState, create_train_state
+from cnnjax.summary import abstract_variables, model_summary
+from cnnjax.train_state import TrainState, create_train_state, init_params
+from cnnjax.transfer.features import check_feature_model, feature_datasets
+from cnnjax.transfer.pretrained import init_from_pretrained
 
 EpochCallback = Callable[[int, history_lib.History], None]
 
@@ -109,6 +120,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   writer = jax.process_index() == 0  # Only one process writes files other than checkpoints.
   log = print if writer else lambda *args, **kwargs: None
   augmenter = _augmenter(config)
+  if train_config.get('cache_features') and augmenter is not None:
+    raise ConfigError(
+        'train.cache_features=True runs the conv base once per image, so the images cannot be '
+        f'augmented (augment.kind={config.augment.kind!r}); set augment.kind=\'none\', or train '
+        'the frozen base with the head end to end (train.cache_features=False)')
   parallel = create_parallel(train_config.parallel, get_objective(train_config.loss), augmenter)
   parallel.check_batch_size(train_config.batch_size, 'train.batch_size')
   parallel.check_batch_size(train_config.eval_batch_size, 'train.eval_batch_size')
@@ -117,29 +133,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _save_config(config, workdir)
 
   datasets = data_lib.load_datasets(config.data)
+  # data.classes / data.per_class: the small-data subsets of transfer learning.
+  datasets = subsets_from_config(datasets, config.data)
   if augmenter is not None:
     _check_augmented_shape(augmenter, config.augment.kind, datasets.image_shape,
                            train_config.batch_size)
+    if writer and augmenter.image_augmenter is not None:
+      # What the model will see: nine draws of the augmentation on the first training image.
+      augment_lib.preview_grid(jax.random.key(config.seed), datasets.train.take(slice(0, 1))[0],
+                               augmenter, os.path.join(workdir, 'augmentation_preview.png'),
+                               title=f'augment.kind={config.augment.kind!r}')
   batch_size = train_config.batch_size
   steps_per_epoch = data_lib.num_batches(len(datasets.train), batch_size, drop_remainder=True)
   model = create_model(config.model)
+  image_shape = datasets.image_shape
+  # train.param_groups: which parameters are frozen (checked against the model here, so a
+  # pattern that fits nothing fails before anything is computed).
+  frozen = frozen_paths(abstract_variables(model, image_shape)['params'],
+                        param_groups(train_config))
   tx = create_optimizer(train_config, steps_per_epoch)
   schedule = learning_rate_schedule(train_config, steps_per_epoch)
-  state = parallel.place_state(create_train_state(model, tx, datasets.image_shape, config.seed))
-  log(summary(model, datasets.image_shape, name=config.model.name))
-  log(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
-      f'validation / {len(datasets.test):,} test images of {datasets.image_shape}; '
-      f"{parallel.mode} step on {parallel.num_devices} device(s), {jax.process_count()} process(es)")
+  log(model_summary(model, image_shape, train_config, name=config.model.name))
 
   checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
   history: history_lib.History = []
-  last_epoch = checkpoints.latest_epoch() or 0
-  if last_epoch:
-    restored, history = checkpoints.restore(last_epoch, parallel.to_checkpoint(state))
-    state = parallel.place_state(restored)
-    log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
-
   try:
+    last_epoch = checkpoints.latest_epoch() or 0
+    params = init_params(model, image_shape, config.seed)
+    if config.model.get('init_from') and not last_epoch:  # A resumed run has its own weights.
+      params = init_from_pretrained(params, config.model.init_from, config.model.init_layers,
+                                    log=log)
+    apply_fn = None
+    if train_config.get('cache_features'):
+      base_paths = check_feature_model(model, image_shape, frozen)
+      apply_fn = functools.partial(model.apply, from_features=True)
+    state = parallel.place_state(create_train_state(
+        model, tx, image_shape, config.seed, params=params, frozen=frozen, apply_fn=apply_fn))
+    if last_epoch:
+      restored, history = checkpoints.restore(last_epoch, parallel.to_checkpoint(state))
+      state = parallel.place_state(restored)
+      log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
+    if apply_fn is not None:
+      datasets = feature_datasets(model, jax.device_get(parallel.to_checkpoint(state).params),
+                                  base_paths, datasets, workdir, train_config.eval_batch_size,
+                                  log=log)
+    log(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
+        f'validation / {len(datasets.test):,} test {"features" if apply_fn else "images"} of '
+        f'{datasets.image_shape}; {parallel.mode} step on {parallel.num_devices} device(s), '
+        f'{jax.process_count()} process(es)')
+
     for epoch in range(last_epoch + 1, train_config.epochs + 1):
       start = time.perf_counter()
       progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size,

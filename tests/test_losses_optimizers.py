@@ -90,3 +90,52 @@ def test_bad_optimizer_fields_are_named(field, value, message):
   config[field] = value
   with pytest.raises(ConfigError, match=message):
     create_optimizer(config, steps_per_epoch=10)
+
+
+def grouped_config(name, groups, **fields):
+  config = base_config().train
+  config.optimizer, config.learning_rate, config.param_groups = name, 0.05, groups
+  for field, value in fields.items():
+    config[field] = value
+  return config
+
+
+@pytest.mark.parametrize('name', OPTIMIZERS)
+def test_param_groups_freeze_with_every_optimizer(name):
+  """Frozen: no update, no state, no weight decay; the rest descends as without groups."""
+  params = {'base': {'w': jnp.array([3.0, -2.0])}, 'head': {'w': jnp.array([1.0, 4.0])}}
+  config = grouped_config(name, ('base=frozen', '.*=1'), weight_decay=0.1, grad_clip_norm=1.0)
+  tx = create_optimizer(config, steps_per_epoch=10)
+  state = tx.init(params)
+  loss = lambda p: jnp.sum(p['base']['w'] ** 2) + jnp.sum(p['head']['w'] ** 2)
+  for _ in range(40):
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    assert not np.any(np.asarray(updates['base']['w']))
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(params['base']['w'], [3.0, -2.0])
+  assert float(jnp.sum(params['head']['w'] ** 2)) < 17.0 * 0.5
+  state_paths = [jax.tree_util.keystr(path) for path, _ in
+                 jax.tree_util.tree_leaves_with_path(state)]
+  assert not [path for path in state_paths if "['base']" in path]
+
+
+def test_learning_rate_multiplier_scales_the_schedule():
+  config = grouped_config('sgd', ('base=0.1', '.*=1'), momentum=0.0, schedule='cosine', epochs=2)
+  tx = create_optimizer(config, steps_per_epoch=5)
+  params = {'base': {'w': jnp.ones(3)}, 'head': {'w': jnp.ones(3)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  state = tx.init(params)
+  for step in range(3):
+    updates, state = tx.update(grads, state, params)
+    lr = float(learning_rate_schedule(config, 5)(step))
+    np.testing.assert_allclose(updates['head']['w'], -lr, rtol=1e-6)
+    np.testing.assert_allclose(updates['base']['w'], -0.1 * lr, rtol=1e-6)
+
+
+def test_without_groups_the_optimizer_is_unpartitioned():
+  """No train.param_groups: the optimizer state of earlier runs' checkpoints, unchanged."""
+  config = base_config().train
+  state = create_optimizer(config, 1).init({'w': jnp.zeros(2)})
+  assert not isinstance(state, optax.PartitionState)
+  config.param_groups = ('.*=1',)
+  assert isinstance(create_optimizer(config, 1).init({'w': jnp.zeros(2)}), optax.PartitionState)

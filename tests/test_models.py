@@ -24,6 +24,9 @@ EXPECTED = {
     'cats_vs_dogs_180': ((180, 180, 3), 991_041),
     'vgg16': ((224, 224, 3), 138_357_544),
     'vgg16_base': ((150, 150, 3), 14_714_688),
+    # VGG16's base + Flatten-Dense256-Dropout-Dense1 head (the reference's transfer model).
+    'vgg16_transfer': ((150, 150, 3), 16_812_353),
+    'vgg_small': ((28, 28, 1), 242_954),  # 10 outputs; the binary transfer task's has 240,641.
 }
 
 

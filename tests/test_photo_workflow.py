@@ -41,5 +41,7 @@ def test_exported_jpegs_train_with_augmentation_through_launch(tmp_path, tiny_co
   assert [record['epoch'] for record in history] == [1, 2]
   with open(workdir / 'config.json') as f:
     assert json.load(f)['augment']['kind'] == 'image_data_generator'
+  with open(workdir / 'augmentation_preview.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   with open(workdir / 'test_metrics.json') as f:
     assert 0.0 <= json.load(f)['test_accuracy'] <= 1.0

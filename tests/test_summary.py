@@ -2,12 +2,14 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import ml_collections
 import pytest
 
 from cnnjax.models import create_model
-from cnnjax.summary import summary
+from cnnjax.summary import config_summary, summary
 
 from conftest import REPO
 
@@ -61,3 +63,41 @@ def test_every_config_summarizes_with_its_exact_count(name):
   text = summary(create_model(config.model), config.model.input_shape, name=config.model.name)
   assert f'Total params: {CONFIG_TOTALS[name]}' in text.splitlines()
   assert f'Trainable params: {CONFIG_TOTALS[name]}' in text.splitlines()
+
+
+# Total, trainable and non-trainable parameters of the transfer configs: they follow the freeze.
+FROZEN_CONFIG_COUNTS = {
+    'vgg16_cats_vs_dogs': ('16,812,353', '16,812,353', '0'),
+    'vgg16_feature_extraction': ('16,812,353', '2,097,665', '14,714,688'),
+    'vgg16_feature_extraction_augment': ('16,812,353', '2,097,665', '14,714,688'),
+    'vgg16_fine_tuning': ('16,812,353', '9,177,089', '7,635,264'),
+    'vgg16_end_to_end': ('16,812,353', '16,812,353', '0'),
+    'fashion_mnist_8class': ('242,440', '242,440', '0'),
+    'transfer_scratch': ('240,641', '240,641', '0'),
+    'transfer_scratch_augment': ('240,641', '240,641', '0'),
+    'transfer_feature_extraction': ('240,641', '147,969', '92,672'),
+    'transfer_feature_extraction_augment': ('240,641', '147,969', '92,672'),
+    'transfer_fine_tuning': ('240,641', '221,825', '18,816'),
+    'transfer_end_to_end': ('240,641', '240,641', '0'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FROZEN_CONFIG_COUNTS))
+def test_transfer_configs_summarize_with_their_freeze(name):
+  total, trainable, non_trainable = FROZEN_CONFIG_COUNTS[name]
+  lines = config_summary(load_config(name)).splitlines()
+  assert f'Total params: {total}' in lines
+  assert f'Trainable params: {trainable}' in lines
+  assert f'Non-trainable params: {non_trainable}' in lines
+
+
+def test_launch_summary_of_a_frozen_vgg16_config():
+  out = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'launch.py'), '--config',
+       os.path.join(REPO, 'configs', 'vgg16_feature_extraction.py'), '--mode', 'summary'],
+      capture_output=True, text=True, check=True, cwd=REPO).stdout.splitlines()
+  assert 'block5_pool (MaxPooling2D)   (None, 4, 4, 512)         0' in out
+  assert 'Non-trainable params: 14,714,688' in out
+  assert 'Trainable params: 2,097,665' in out
+  assert any(line.startswith('Initialized from (model.init_from): vgg16_weights_tf_dim_ordering')
+             for line in out)

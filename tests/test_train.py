@@ -103,3 +103,27 @@ def test_augmentation_that_changes_the_image_shape_is_a_config_error_before_trai
   with pytest.raises(ConfigError, match=r"augment.kind='torchvision'.*data.image_size"):
     train_and_evaluate(tiny_config, str(tmp_path / 'run'))
   assert not os.path.exists(os.path.join(tmp_path, 'run', 'checkpoints', '1'))
+
+
+def test_a_run_with_frozen_layers_resumes_from_its_partitioned_checkpoint(tiny_config, tmp_path,
+                                                                          capsys):
+  """train.param_groups through the loop: the frozen layers stay as they were across a resume."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from cnnjax.transfer.pretrained import load_run_params  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / 'run')
+  tiny_config.train.epochs = 1
+  tiny_config.train.optimizer = 'adamw'
+  tiny_config.train.weight_decay = 0.05
+  tiny_config.train.param_groups = ('conv[12]=frozen', 'conv3=0.1', '.*=1')
+  train_and_evaluate(tiny_config, workdir)
+  assert 'Non-trainable params: 18,816' in capsys.readouterr().out.splitlines()  # conv1, conv2.
+  first, _ = load_run_params(workdir)
+  tiny_config.train.epochs = 2
+  train_and_evaluate(tiny_config, workdir)
+  assert 'resuming from the checkpoint of epoch 1' in capsys.readouterr().out
+  assert [epoch['epoch'] for epoch in read_history(workdir)] == [1, 2]
+  final, best_epoch = load_run_params(workdir)
+  if best_epoch == 2:
+    assert not np.array_equal(final['dense1']['kernel'], first['dense1']['kernel'])
+  for layer in ('conv1', 'conv2'):
+    assert final[layer]['kernel'].tobytes() == first[layer]['kernel'].tobytes()

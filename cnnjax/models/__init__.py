@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from cnnjax.errors import ConfigError
 from cnnjax.models import convnet
 from cnnjax.models import vgg16
+from cnnjax.models import vgg_classifier
 from cnnjax.models.layer_outputs import layer_outputs
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -26,6 +27,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'cats_vs_dogs_180': convnet.cats_vs_dogs_180,
     'vgg16': vgg16.VGG16,
     'vgg16_base': functools.partial(vgg16.VGG16, include_top=False),
+    'vgg16_transfer': vgg_classifier.vgg16_transfer,
+    'vgg_small': vgg_classifier.vgg_small,
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -39,8 +42,9 @@ def register_model(name: str, constructor: Callable[..., nn.Module]) -> None:
 def create_model(model_config) -> nn.Module:
   """Builds the module a config's `model` group describes.
 
-  Fields read: `name`; optional `num_outputs`, `dropout_rate` (override the variant's defaults when
-  set: None or absent keeps them) and `dtype` ('float32' or 'bfloat16' compute).
+  Fields read: `name`; optional `num_outputs`, `dropout_rate`, `preprocess` (override the
+  variant's defaults when set: None or absent keeps them) and `dtype` ('float32' or 'bfloat16'
+  compute).
   """
   name = model_config.name
   if name not in MODELS:
@@ -51,7 +55,7 @@ def create_model(model_config) -> nn.Module:
   accepted = ({f.name for f in dataclasses.fields(module_class)}
               if dataclasses.is_dataclass(module_class) else None)
   kwargs = {}
-  for field in ('num_outputs', 'dropout_rate'):
+  for field in ('num_outputs', 'dropout_rate', 'preprocess'):
     value = model_config.get(field)
     if value is None:
       continue
