@@ -5,7 +5,9 @@ tenth of the learning rate of the new head, with augmentation.
 
     python launch.py --config configs/transfer_end_to_end.py --workdir runs/transfer/end_to_end
 
-Measured figures: docs/transfer_results.md.
+Measured on 2026-11-23 (2-core AMD EPYC CPU, no GPU, jax 0.10.2): test accuracy 0.8552
+(0.8500-0.8580), 27 s of training, mean (min-max) over seeds 0-2; the whole table is in
+docs/transfer_results.md.
 """
 
 from configs import transfer_fashion_mnist

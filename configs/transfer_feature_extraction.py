@@ -9,7 +9,9 @@ head trains on them for 30 epochs: seconds, not minutes. No augmentation is poss
     python launch.py --config configs/transfer_feature_extraction.py \
       --workdir runs/transfer/feature_extraction
 
-Measured figures: docs/transfer_results.md.
+Measured on 2026-11-23 (2-core AMD EPYC CPU, no GPU, jax 0.10.2): test accuracy 0.8553
+(0.8520-0.8595), 4 s of training after the base ran once, mean (min-max) over seeds 0-2; the whole
+table is in docs/transfer_results.md.
 """
 
 from configs import transfer_fashion_mnist

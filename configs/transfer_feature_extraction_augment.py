@@ -7,7 +7,9 @@ the base). This is also phase 1 of the fine-tuning (configs/transfer_fine_tuning
     python launch.py --config configs/transfer_feature_extraction_augment.py \
       --workdir runs/transfer/feature_extraction_augment
 
-Measured figures: docs/transfer_results.md.
+Measured on 2026-11-23 (2-core AMD EPYC CPU, no GPU, jax 0.10.2): test accuracy 0.8457
+(0.8425-0.8480), 11 s of training, mean (min-max) over seeds 0-2; the whole table is in
+docs/transfer_results.md.
 """
 
 from configs import transfer_fashion_mnist

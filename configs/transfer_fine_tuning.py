@@ -10,7 +10,9 @@ VGG16's block5_conv1..3) and trains them with the head at a learning rate ten ti
       --workdir runs/transfer/feature_extraction_augment
     python launch.py --config configs/transfer_fine_tuning.py --workdir runs/transfer/fine_tuning
 
-Measured figures: docs/transfer_results.md.
+Measured on 2026-11-23 (2-core AMD EPYC CPU, no GPU, jax 0.10.2): test accuracy 0.8520
+(0.8515-0.8530), 17 s of training, mean (min-max) over seeds 0-2; the whole table is in
+docs/transfer_results.md.
 """
 
 from configs import transfer_fashion_mnist

@@ -7,7 +7,9 @@ trained the same way.
     python launch.py --config configs/transfer_scratch_augment.py \
       --workdir runs/transfer/scratch_augment
 
-Measured figures: docs/transfer_results.md.
+Measured on 2026-11-23 (2-core AMD EPYC CPU, no GPU, jax 0.10.2): test accuracy 0.8378
+(0.8225-0.8455), 30 s of training, mean (min-max) over seeds 0-2; the whole table is in
+docs/transfer_results.md.
 """
 
 from configs import transfer_fashion_mnist
