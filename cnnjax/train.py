@@ -8,7 +8,7 @@ history) and ends where an uninterrupted run would have ended: an epoch's shuffl
 the best val_loss, evaluates it on the test split and writes `test_metrics.json`.
 
 Transfer learning (`cnnjax.transfer`) goes through the same loop: `data.classes` / `data.per_class`
-select a small-data task right after loading, `model.init_from` merges pretrained parameters into
+select a small-data task as the data load (`cnnjax.data.subsets`), `model.init_from` merges pretrained parameters into
 the fresh ones (a fresh run only: a resumed run restores its own), `train.param_groups` freezes
 parameters or scales their learning rate, and `train.cache_features` trains the head on the
 frozen base's cached features instead of on images.
@@ -28,7 +28,6 @@ from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax import history as history_lib
 from cnnjax.checkpointing import Checkpoints
-from cnnjax.data.subsets import subsets_from_config
 from cnnjax.errors import CnnjaxError, ConfigError
 from cnnjax.learning_curves import plot_learning_curves
 from cnnjax.losses import get_objective
@@ -133,8 +132,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _save_config(config, workdir)
 
   datasets = data_lib.load_datasets(config.data)
-  # data.classes / data.per_class: the small-data subsets of transfer learning.
-  datasets = subsets_from_config(datasets, config.data)
   if augmenter is not None:
     _check_augmented_shape(augmenter, config.augment.kind, datasets.image_shape,
                            train_config.batch_size)

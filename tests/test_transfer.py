@@ -13,6 +13,7 @@ import pytest
 from cnnjax.config import base_config
 from cnnjax.data import ArrayDataset, Datasets
 from cnnjax.data.idx import FASHION_MNIST_DIR
+from cnnjax.data import load_datasets
 from cnnjax.data.subsets import select_subsets, subsets_from_config
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models.vgg_classifier import VGGClassifier
@@ -93,6 +94,16 @@ def test_bad_subsets_are_named(classes, per_class, error, message):
 def test_subsets_from_config_leaves_unset_fields_alone(tiny_config):
   datasets = fake_datasets()
   assert subsets_from_config(datasets, tiny_config.data) is datasets
+
+
+def test_load_datasets_draws_the_configured_subset(tiny_config):
+  # Every user of load_datasets (training, the visualize job) gets the same small-data task.
+  tiny_config.data.classes = (6, 0)
+  tiny_config.data.per_class = (20, 5, 10)
+  datasets = load_datasets(tiny_config.data)
+  assert (len(datasets.train), len(datasets.validation), len(datasets.test)) == (40, 10, 20)
+  assert set(datasets.train.labels.tolist()) == {0, 1}
+  assert datasets.class_names == ('Shirt', 'T-shirt/top')
 
 
 # -- init_from --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from cnnjax.data.pipeline import num_batches
 from cnnjax.data.pipeline import prefetch
 from cnnjax.data.pipeline import Prefetch
 from cnnjax.data.pipeline import split_validation
+from cnnjax.data.subsets import subsets_from_config
 from cnnjax.errors import ConfigError, DataError
 
 __all__ = [
@@ -217,8 +218,9 @@ def load_datasets(data_config):
     data_config: ConfigDict with the fields source ('idx', 'tfds' or 'image_folder'), name, dir,
       train_split, test_split, val_split ('' carves validation data out of the training split),
       val_fraction, seed, num_classes, limit_train and limit_test (0 keeps every example), and
-      for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers
-      (meanings in `cnnjax.config.base_config`; absent ones take their defaults).
+      for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers, and
+      classes and per_class for a small-data subset (`cnnjax.data.subsets`) (meanings in
+      `cnnjax.config.base_config`; absent ones take their defaults).
 
   Returns:
     The Datasets; their images read as float32 pixel values divided by data.pixel_scale.
@@ -263,7 +265,7 @@ def load_datasets(data_config):
           f'{image_shape}; all splits must share one image shape. Check data.dir / the split '
           'names, or set data.image_size to resize every image to one size.'
       )
-  return Datasets(
+  datasets = Datasets(
       train=ArrayDataset.from_uint8(train_images, train_labels, pixel_scale),
       validation=ArrayDataset.from_uint8(val_images, val_labels, pixel_scale),
       test=ArrayDataset.from_uint8(test_images, test_labels, pixel_scale),
@@ -272,3 +274,5 @@ def load_datasets(data_config):
       name=config.name,
       class_names=tuple(class_names) if class_names else None,
   )
+  # data.classes / data.per_class: a small-data task drawn from the loaded splits.
+  return subsets_from_config(datasets, config)
