@@ -80,9 +80,6 @@ class ParamGroup:
   def value(self) -> str:
     return FROZEN if self.frozen else f'{self.multiplier:g}'
 
-  def matches(self, path: str) -> bool:
-    return path_matches(re.compile(self.pattern), path)
-
 
 def parse_param_groups(specs: Sequence[str]) -> tuple[ParamGroup, ...]:
   """`train.param_groups` as ParamGroups; a malformed entry is a ConfigError naming it."""

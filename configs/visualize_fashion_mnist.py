@@ -16,10 +16,9 @@ best checkpoint (epoch 5, test accuracy 0.911); the Lucid-mode patterns take 57 
 
 import ml_collections
 
+from cnnjax.data import FASHION_MNIST_CLASS_NAMES
 from configs import fashion_mnist
 
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
-                         'Sneaker', 'Bag', 'Ankle boot')
 CAM_METHODS = ('cam', 'grad_cam', 'grad_cam_plus_plus', 'hires_cam', 'layer_cam', 'score_cam',
                'eigen_cam')
 SECTIONS = ('convolution', 'activations', 'filter_patterns', 'class_activation_maps')
@@ -38,7 +37,7 @@ def visualize_group() -> ml_collections.ConfigDict:
   # Images: the first example of each class in the split, in order of appearance.
   v.split = 'test'
   v.num_examples = 6
-  v.class_names = FASHION_MNIST_CLASSES
+  v.class_names = FASHION_MNIST_CLASS_NAMES
   # Convolution by hand (data sets of small grayscale images only).
   v.convolution_demos = True
   v.gabor_demo = (0.81, 2.7, 0.9)      # (frequency, theta, sigma) of the lecture's Fashion demo.

@@ -1,7 +1,6 @@
 """Every config in configs/ loads, builds its model, and has the parameter count it documents."""
 
 import glob
-import importlib
 import os
 
 import pytest
@@ -10,25 +9,20 @@ from conftest import REPO
 from cnnjax import augment
 from cnnjax.models import create_model
 from cnnjax.summary import abstract_variables, parameter_counts
+from test_summary import CONFIG_TOTALS, FROZEN_CONFIG_COUNTS
+from test_summary import load_config as unlocked_config
 
 CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
                  if not p.endswith('__init__.py'))
 
-# Totals the configs' docstrings (and the reference) state.
-EXPECTED_TOTALS = {
-    'fashion_mnist': 93_322,
-    'fashion_mnist_gap': 56_394,
-    'mnist': 104_202,
-    'cats_vs_dogs_scratch': 3_453_121,
-    'cats_vs_dogs_augment': 3_453_121,
-    'cats_vs_dogs_180': 991_041,
-    'cats_vs_dogs_180_augment': 991_041,
-}
+# Totals the configs' docstrings (and the reference) state, as the summary prints them.
+EXPECTED_TOTALS = {**CONFIG_TOTALS,
+                   **{name: counts[0] for name, counts in FROZEN_CONFIG_COUNTS.items()}}
 
 
 def load(name):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = unlocked_config(name)
   config.lock()
   return config
 
@@ -37,7 +31,7 @@ def load(name):
 def test_config_builds_its_model(name):
   config = load(name)
   variables = abstract_variables(create_model(config.model), tuple(config.model.input_shape))
-  total = parameter_counts(variables)['total']
+  total = f"{parameter_counts(variables)['total']:,}"
   assert total == EXPECTED_TOTALS.get(name, total)
   augment.make_augmenter(config.augment)  # Its augmentation section is valid.
 

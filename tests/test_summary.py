@@ -18,7 +18,9 @@ CONFIG_TOTALS = {
     'fashion_mnist_gap': '56,394',
     'mnist': '104,202',
     'cats_vs_dogs_scratch': '3,453,121',
+    'cats_vs_dogs_augment': '3,453,121',
     'cats_vs_dogs_180': '991,041',
+    'cats_vs_dogs_180_augment': '991,041',
 }
 
 

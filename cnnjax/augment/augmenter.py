@@ -72,11 +72,6 @@ def vocabulary(config: ml_collections.ConfigDict):
   return VOCABULARIES[kind](**values)
 
 
-def augment_batch(image_augmenter: ImageAugmenter, key: jax.Array,
-                  images: jax.Array) -> jax.Array:
-  """Applies a one-image augmenter to every image of a batch, each with its own key."""
-  keys = jax.random.split(key, images.shape[0])
-  return jax.vmap(image_augmenter)(keys, images)
 
 
 def make_image_augmenter(config: ml_collections.ConfigDict) -> ImageAugmenter | None:
@@ -121,6 +116,12 @@ class Augmenter:
     if not train or self.image_augmenter is None:
       return self.eval_images(images)
     return self.train_images(jax.random.split(key, images.shape[0]), images)
+
+
+def augment_batch(image_augmenter: ImageAugmenter, key: jax.Array,
+                  images: jax.Array) -> jax.Array:
+  """Applies a one-image augmenter to every image of a batch, each with its own key."""
+  return Augmenter(image_augmenter)(key, images)
 
 
 def make_augmenter(config: ml_collections.ConfigDict) -> Augmenter:

@@ -23,18 +23,12 @@ SPLITS = ('train', 'validation', 'test')
 
 
 def _rows(dataset: ArrayDataset, indices: np.ndarray, labels: np.ndarray) -> ArrayDataset:
-  images = dataset.stored_images[indices]
-  if dataset.pixel_scale is None:
-    return ArrayDataset(images, labels)
-  return ArrayDataset(images, labels, pixel_scale=dataset.pixel_scale)
+  return ArrayDataset(dataset.stored_images[indices], labels, pixel_scale=dataset.pixel_scale)
 
 
 def _concat(a: ArrayDataset, b: ArrayDataset) -> ArrayDataset:
-  images = np.concatenate([a.stored_images, b.stored_images])
-  labels = np.concatenate([a.labels, b.labels])
-  if a.pixel_scale is None:
-    return ArrayDataset(images, labels)
-  return ArrayDataset(images, labels, pixel_scale=a.pixel_scale)
+  return ArrayDataset(np.concatenate([a.stored_images, b.stored_images]),
+                      np.concatenate([a.labels, b.labels]), pixel_scale=a.pixel_scale)
 
 
 def _draw(labels: np.ndarray, classes: Sequence[int], counts: Sequence[int], seed: int,
