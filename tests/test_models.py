@@ -70,26 +70,24 @@ def test_layer_outputs_by_name_in_call_order():
 
 
 @pytest.mark.parametrize('size', [(26, 26), (11, 11), (7, 9)])
-def test_max_pooling_matches_reduce_window(size):
+@pytest.mark.parametrize('implementation', ['reshape', 'slices'])
+def test_max_pooling_matches_reduce_window(size, implementation):
   x = jax.random.normal(jax.random.key(1), (2, *size, 3))
-  ours = layers.MaxPooling2D().apply({}, x)
+  ours = layers.MaxPooling2D(implementation=implementation).apply({}, x)
   reference = nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')
   np.testing.assert_array_equal(ours, reference)
+  # Without ties (normal samples), the gradient goes to each window's maximum, as reduce_window's.
+  cotangent = jax.random.normal(jax.random.key(2), reference.shape)
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * cotangent))(x)
+  np.testing.assert_array_equal(
+      grad(lambda x: layers.MaxPooling2D(implementation=implementation).apply({}, x)),
+      grad(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')))
+  pool3 = lambda x: layers.MaxPooling2D((3, 3), implementation=implementation).apply({}, x)
+  np.testing.assert_array_equal(pool3(x), nn.max_pool(x, (3, 3), (3, 3), padding='VALID'))
+  with pytest.raises(ValueError, match="'reshape' or 'slices', not 'sum'"):
+    layers.MaxPooling2D(implementation='sum').apply({}, x)
   np.testing.assert_allclose(layers.AveragePooling2D().apply({}, x),
                              nn.avg_pool(x, (2, 2), strides=(2, 2), padding='VALID'), rtol=1e-6)
-
-
-@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
-@pytest.mark.parametrize('strides', [(1, 1), (2, 2), (2, 1)])
-@pytest.mark.parametrize('size', [(9, 9), (10, 7)])
-def test_im2col_convolution_matches_lax(padding, strides, size):
-  x = jax.random.normal(jax.random.key(0), (2, *size, 5))
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
-  reference = jax.lax.conv_general_dilated(x, kernel, strides, padding,
-                                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  ours = layers.conv_im2col(x, kernel, strides, padding)
-  assert ours.shape == reference.shape
-  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('implementation', layers.CONV_IMPLEMENTATIONS)

@@ -1,0 +1,154 @@
+"""How a 2-D convolution is computed: XLA's convolution, or im2col and matrix products.
+
+Both formulations take NHWC images and HWIO kernels and give the same result and the same gradients
+up to float rounding; `layers.Conv2D` picks one by name (`IMPLEMENTATIONS`).
+
+- 'lax': `lax.conv_general_dilated`, differentiated by JAX. What accelerators should run (cuDNN
+  and the like).
+- 'im2col': the kh*kw shifted (strided) views of the padded input are put side by side, in the
+  (row, column, channel) order of the kernel's first three axes, so that one matrix product with
+  the kernel reshaped to (kh*kw*Cin, Cout) computes every output pixel. Its two gradients are
+  written by hand (`jax.custom_vjp`) as the forms XLA:CPU computes fastest, measured with
+  `benchmarks/conv_profile.py` on a 2-core CPU (2026-11-24): the kernel gradient is patches^T @ dy
+  as a batch of products over chunks of the examples, summed (one product contracting over every
+  pixel of the batch ran 1.5-3x slower), and the input gradient is XLA's transposed convolution of
+  dy (the input gradient of 'lax'), which beats scattering the patch gradients back (col2im) and
+  is left out by XLA where nothing needs it (the first layer).
+
+With a single input channel the views are stacked taps-first, as a (kh*kw, N*OH*OW) matrix:
+concatenating 1-channel slices along the last axis is slow on XLA:CPU, stacking them is a copy.
+"""
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+
+IMPLEMENTATIONS = ('lax', 'im2col', 'im2col_on_cpu')
+DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+# The kernel gradient is summed over chunks of at least this many output pixels (see the module
+# docstring); smaller batches of pixels are one product.
+MIN_CHUNK_PIXELS = 4096
+
+
+def resolve(implementation: str) -> str:
+  """'lax' or 'im2col': 'im2col_on_cpu' is 'im2col' when JAX runs on the CPU, 'lax' elsewhere."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'Conv2D implementation={implementation!r} is not one of {IMPLEMENTATIONS}')
+  if implementation == 'im2col_on_cpu':
+    return 'im2col' if jax.default_backend() == 'cpu' else 'lax'
+  return implementation
+
+
+def conv_lax(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+             padding: str) -> jax.Array:
+  """XLA's convolution of NHWC `x` with an HWIO `kernel`; padding 'SAME' or 'VALID'."""
+  return jax.lax.conv_general_dilated(x, kernel, window_strides=tuple(strides), padding=padding,
+                                      dimension_numbers=DIMENSION_NUMBERS)
+
+
+def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+  """(before, after) padding of one axis for 'SAME', as `lax.conv` and Keras pad."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + window - size, 0)
+  return total // 2, total - total // 2
+
+
+def _views(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
+           padding: str) -> list[jax.Array]:
+  """The kh*kw shifted, strided views of `x` (N, OH, OW, C), one per kernel tap, row-major."""
+  kh, kw = kernel_shape[:2]
+  sh, sw = strides
+  if padding == 'SAME':
+    x = jnp.pad(x, ((0, 0), _same_padding(x.shape[1], kh, sh), _same_padding(x.shape[2], kw, sw),
+                    (0, 0)))
+  elif padding != 'VALID':
+    raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
+  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  return [x[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+
+
+def patches(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
+            padding: str) -> jax.Array:
+  """im2col: (N, OH, OW, kh*kw*C), the input under every output pixel's window."""
+  views = _views(x, kernel_shape, strides, padding)
+  return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+
+
+def _taps_first(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
+                padding: str) -> jax.Array:
+  """The patches of a one-channel input as a (kh*kw, N*OH*OW) matrix."""
+  views = _views(x, kernel_shape, strides, padding)
+  return jnp.stack(views).reshape(len(views), -1)
+
+
+def _chunks(examples: int, pixels_per_example: int) -> int:
+  """How many chunks of examples the kernel gradient's product is split into (1, 2, 4 or 8)."""
+  fitting = [c for c in (8, 4, 2) if examples % c == 0
+             and examples * pixels_per_example // c >= MIN_CHUNK_PIXELS]
+  return fitting[0] if fitting else 1
+
+
+def _output_shape(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
+                  padding: str) -> tuple[int, int, int, int]:
+  kh, kw, _, cout = kernel_shape
+  if padding == 'SAME':
+    return (x.shape[0], -(-x.shape[1] // strides[0]), -(-x.shape[2] // strides[1]), cout)
+  return (x.shape[0], (x.shape[1] - kh) // strides[0] + 1, (x.shape[2] - kw) // strides[1] + 1,
+          cout)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                padding: str) -> jax.Array:
+  """The convolution of `conv_lax` as im2col and one matrix product (see the module docstring)."""
+  kh, kw, cin, cout = kernel.shape
+  strides = tuple(strides)
+  if cin == 1:
+    taps = _taps_first(x, kernel.shape, strides, padding)
+    y = jax.lax.dot_general(taps, kernel.reshape(kh * kw, cout), (((0,), (0,)), ((), ())))
+    return y.reshape(_output_shape(x, kernel.shape, strides, padding))
+  return jax.lax.dot_general(patches(x, kernel.shape, strides, padding),
+                             kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())))
+
+
+def _conv_im2col_forward(x, kernel, strides, padding):
+  # The patches are recomputed in the backward pass from x: inside one jit XLA shares them with
+  # the forward pass's.
+  return conv_im2col(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_im2col_backward(strides, padding, residuals, dy):
+  x, kernel = residuals
+  kh, kw, cin, cout = kernel.shape
+  strides = tuple(strides)
+  if cin == 1:
+    taps = _taps_first(x, kernel.shape, strides, padding)
+    d_kernel = taps @ dy.reshape(-1, cout)
+  else:
+    p = patches(x, kernel.shape, strides, padding)
+    n = p.shape[0]
+    chunks = _chunks(n, p.shape[1] * p.shape[2])
+    # A batch of products, then the sum: one einsum over (chunk, pixel) would be one product.
+    d_kernel = jnp.einsum('cmk,cmo->cko', p.reshape(chunks, -1, p.shape[-1]),
+                          dy.reshape(chunks, -1, cout)).sum(axis=0)
+  transpose = jax.linear_transpose(
+      functools.partial(conv_lax, kernel=kernel, strides=strides, padding=padding), x)
+  (d_x,) = transpose(dy)
+  return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+conv_im2col.defvjp(_conv_im2col_forward, _conv_im2col_backward)
+
+
+def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
+             implementation: str) -> jax.Array:
+  """`x` convolved with `kernel` by the named implementation (one of `IMPLEMENTATIONS`)."""
+  padding = padding.upper()
+  if padding not in ('SAME', 'VALID'):
+    raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
+  if resolve(implementation) == 'im2col':
+    return conv_im2col(x, kernel, tuple(strides), padding)
+  return conv_lax(x, kernel, strides, padding)
