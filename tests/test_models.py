@@ -109,6 +109,30 @@ def test_conv_implementations_share_parameters_and_gradients(implementation):
     layers.Conv2D(8, implementation='fft').init(jax.random.key(1), x)
 
 
+@pytest.mark.parametrize('name,shape', [('small_convnet', (3, 28, 28, 1)),
+                                        ('cats_vs_dogs_180', (2, 180, 180, 3))])
+def test_training_pools_before_the_bias_and_relu_with_the_same_result(name, shape):
+  """Train mode pools each pooled conv before its bias and ReLU: same logits and gradients."""
+  model = create_model(model_config(name))
+  images = jax.random.uniform(jax.random.key(0), shape) * (255 if name.endswith('180') else 1)
+  variables = model.init(jax.random.key(1), images)
+
+  def logits_and_grads(train):
+    apply = lambda p: model.apply({'params': p}, images, train=train)
+    return apply(variables['params']), jax.grad(lambda p: jnp.sum(apply(p) ** 2))(
+        variables['params'])
+
+  (eval_logits, eval_grads), (train_logits, train_grads) = logits_and_grads(False), \
+      logits_and_grads(True)
+  np.testing.assert_allclose(train_logits, eval_logits, rtol=1e-6, atol=1e-6)
+  for ours, reference in zip(jax.tree.leaves(train_grads), jax.tree.leaves(eval_grads)):
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+  # Only a non-decreasing activation commutes with the maximum.
+  with pytest.raises(ValueError, match='non-decreasing activation'):
+    layers.Conv2D(2, activation='softmax').init(jax.random.key(0), images[..., :1],
+                                                pool=layers.MaxPooling2D().pool)
+
+
 def test_overlapping_pooling():
   x = jnp.arange(25.0).reshape(1, 5, 5, 1)
   out = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2)).apply({}, x)

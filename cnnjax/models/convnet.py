@@ -42,6 +42,13 @@ class ConvNet(nn.Module):
       up to float rounding, same outputs and gradients. The default, im2col on the CPU, measured
       1.35x (small_convnet) and 1.7x (cats_vs_dogs_150) the train-step throughput of 'lax' on
       a 2-core CPU (2026-11-24); accelerators get 'lax'.
+
+  In training (`train=True`) each pooled convolution max-pools before its bias and ReLU
+  (`layers.Conv2D`'s `pool`): the same values, with the bias, the ReLU and their gradients on a
+  4x smaller tensor, which made the train steps of small_convnet and cats_vs_dogs_150 6% and 8%
+  faster on XLA:CPU (2026-11-24). The output recorded for such a conv layer (`layer_outputs`) is
+  then the pooled one; inspection runs with `train=False`, where every layer records its own
+  output as in Keras.
   """
 
   conv_features: Sequence[int]
@@ -64,9 +71,15 @@ class ConvNet(nn.Module):
     # `layers.MaxPooling2D`).
     pool = 'slices' if convolution.resolve(conv) == 'im2col' else 'reshape'
     for i, features in enumerate(self.conv_features, start=1):
-      x = layers.Conv2D(features, dtype=self.dtype, implementation=conv, name=f'conv{i}')(x)
-      if i < len(self.conv_features) or self.pool_after_last_conv:
-        x = layers.MaxPooling2D(implementation=pool, name=f'pool{i}')(x)
+      layer = layers.Conv2D(features, dtype=self.dtype, implementation=conv, name=f'conv{i}')
+      if i == len(self.conv_features) and not self.pool_after_last_conv:
+        x = layer(x)
+      elif train:
+        # Pooled before the bias and ReLU: same values, a 6-8% faster train step (see the class
+        # docstring).
+        x = layer(x, pool=layers.MaxPooling2D(implementation=pool, name=f'pool{i}').pool)
+      else:
+        x = layers.MaxPooling2D(implementation=pool, name=f'pool{i}')(layer(x))
     if self.head == 'none':
       return x
     if self.head == 'flatten':

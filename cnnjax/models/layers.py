@@ -26,6 +26,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
+# Activations that commute with max pooling (see `Conv2D`'s `pool`); None is linear.
+NON_DECREASING = frozenset({'relu', 'sigmoid', 'linear', None})
+
+
 def _activation(name: str | None) -> Callable[[jax.Array], jax.Array]:
   if name is None:
     return ACTIVATIONS['linear']
@@ -61,13 +65,29 @@ class Conv2D(nn.Module):
   implementation: str | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array,
+               pool: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+    """The activated convolution of `x`.
+
+    Args:
+      x: (N, H, W, Cin) images or feature maps.
+      pool: a max pooling to apply to the convolution before the bias and the activation: the
+        same values as pooling the activated output, since the maximum commutes with adding a
+        per-channel bias and with a non-decreasing activation, but the bias and activation (and
+        their gradients) run on the pooled, smaller tensor. Same gradients up to ties.
+    """
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param('kernel', nn.initializers.glorot_uniform(), kernel_shape,
                         self.param_dtype)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     y = convolution.convolve(x, kernel, self.strides, self.padding,
                              self.implementation or CONV_IMPLEMENTATION)
+    if pool is not None:
+      if self.activation not in NON_DECREASING:
+        raise ValueError(f'Conv2D {self.name}: pooling before the activation needs a '
+                         f'non-decreasing activation (relu, sigmoid, linear or None), not '
+                         f'{self.activation!r}')
+      y = pool(y)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
       y = y + bias.astype(self.dtype)
@@ -135,6 +155,10 @@ class MaxPooling2D(nn.Module):
   implementation: str = 'reshape'
 
   def __call__(self, x: jax.Array) -> jax.Array:
+    return self.pool(x)
+
+  def pool(self, x: jax.Array) -> jax.Array:
+    """The pooling itself, as a method that records no output (for `Conv2D`'s `pool`)."""
     strides = tuple(self.strides or self.pool_size)
     if strides == tuple(self.pool_size):
       if self.implementation == 'slices':
