@@ -8,16 +8,34 @@ convolution's two gradients cost several times its forward.
 
     python benchmarks/conv_profile.py [--model small_convnet --size 28 --channels 1 --batch 64]
     python benchmarks/conv_profile.py --model cats_vs_dogs_150 --size 150 --channels 3 --batch 32
+
+Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.steps.train_step`,
+RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
+its output shape and the JAX operation (and layer) it was compiled from. That is where the step's
+time goes after XLA's fusion.
 """
 
 import argparse
+import collections
+import functools
+import glob
+import gzip
+import json
+import re
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from cnnjax import steps
+from cnnjax.config import base_config
+from cnnjax.losses import get_objective
 from cnnjax.models import create_model, layer_outputs, layers
+from cnnjax.optimizers import create_optimizer
+from cnnjax.train_state import create_train_state
 from cnnjax.models.layer_outputs import layer_types
 from machine import machine_description
 
@@ -32,6 +50,50 @@ def best_ms(fn, *args, repeats: int) -> float:
   return best * 1e3
 
 
+def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -> None:
+  """Prints the `top` XLA operations of the jitted train step by time per step."""
+  objective = get_objective('binary_crossentropy' if outputs == 1 else
+                            'sparse_categorical_crossentropy')
+  state = create_train_state(model, create_optimizer(base_config().train, 10),
+                             images.shape[1:], seed=0)
+  train_step = jax.jit(functools.partial(steps.train_step, objective=objective),
+                       donate_argnums=0)
+  n = images.shape[0]
+  batch = {'image': images, 'label': jnp.arange(n) % max(outputs, 2),
+           'mask': jnp.ones(n, jnp.float32)}
+  hlo = train_step.lower(state, batch).compile().as_text()
+  for _ in range(2):
+    state, sums = train_step(state, batch)
+  jax.block_until_ready(sums)
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(repeats):
+        state, sums = train_step(state, batch)
+      jax.block_until_ready(sums)
+    trace = glob.glob(f'{trace_dir}/**/*.trace.json.gz', recursive=True)[0]
+    with gzip.open(trace) as f:
+      events = json.load(f)['traceEvents']
+  total = collections.Counter()
+  for event in events:
+    if event.get('ph') == 'X':
+      total[event['name']] += event['dur'] / 1e3 / repeats
+  # An XLA operation's line in the compiled HLO: its output shape and the JAX op it came from.
+  ops = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
+      r'^\s+%(\S+) = (\S+) .*?op_name="([^"]*)"', hlo, re.M)}
+  step_ms = total.get('ThunkExecutor::Execute (wait for completion)', float('nan'))
+  print(f'\ntrain step: {step_ms:.2f} ms per step in the trace; its top XLA operations:')
+  print(f'{"ms/step":>8} {"share":>6}  {"operation":<28s} {"output":<30s} from')
+  for name, ms in total.most_common():
+    if name not in ops:
+      continue  # Runtime and Python events.
+    shape, origin = ops[name]
+    print(f'{ms:8.3f} {100 * ms / step_ms:5.1f}%  {name[:28]:<28s} {shape[:30]:<30s} '
+          f'{origin.replace("jit(train_step)/", "")[-70:]}')
+    top -= 1
+    if not top:
+      break
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--model', default='small_convnet')
@@ -41,6 +103,8 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--implementations', default='lax,im2col',
                       help='Conv2D implementations to time each conv layer with')
+  parser.add_argument('--ops', type=int, default=0,
+                      help='then list this many XLA operations of the train step by time')
   args = parser.parse_args()
   print(machine_description())
   model = create_model(ml_collections.ConfigDict({'name': args.model}))
@@ -76,6 +140,10 @@ def main() -> None:
           f'{best_ms(jax.jit(apply), params, x, repeats=args.repeats):9.2f} '
           f'{best_ms(kernel_grad, params, x, repeats=args.repeats):9.2f} '
           f'{best_ms(input_grad, params, x, repeats=args.repeats):9.2f}')
+
+  if args.ops:
+    outputs = jax.eval_shape(forward, variables['params'], images).shape[-1]
+    op_profile(model, images, outputs, args.ops, args.repeats)
 
 
 if __name__ == '__main__':

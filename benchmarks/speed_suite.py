@@ -11,7 +11,11 @@ Workloads (same architecture, optimizer RMSprop and batch in every framework; ra
   batch 32, sigmoid + binary cross-entropy;
 - vgg16_frozen_150: VGG16's convolutional base, frozen, under a new Flatten - Dense256 - Dropout -
   Dense1 head, 150x150x3, batch 20 (only the head is differentiated);
-- vgg16_predict_224: VGG16 with its top, inference at 224x224x3, batch 16.
+- vgg16_predict_224: VGG16 with its top, inference at 224x224x3, batch 16;
+- small_convnet_fashion_mnist (not in the default run): small_convnet trained on the real
+  Fashion-MNIST training set, the same batches in the same order in every framework, scored on
+  the 10,000 test images after every epoch: the same accuracy after the same number of epochs?
+  The warm-up epoch is the first epoch of training, so `--rounds R` trains R + 1 epochs.
 
 Each (workload, framework) row runs in its own process (`speed_workers.py`), so each framework
 is imported alone and its peak resident memory is its own. The workers of a workload are started
@@ -37,7 +41,7 @@ import time
 import numpy as np
 
 from machine import machine_description
-from speed_workers import WORKLOADS
+from speed_workers import WORKLOADS, real_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, 'speed_workers.py')
@@ -146,6 +150,9 @@ def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
         row['error'] = answer['error']
         continue
       row['epoch_seconds'].append(answer['seconds'])
+      if real_data(workload):  # Not timed.
+        scored = worker.ask('evaluate')
+        row.setdefault('test_accuracy_by_epoch', []).append(scored.get('test_accuracy'))
       time.sleep(0.2)  # Lets spinning thread pools (OpenMP) go idle before the next worker.
   for worker in workers:
     result['rows'][worker.framework].update(worker.close())
@@ -195,6 +202,10 @@ def print_table(results: dict) -> None:
       print(f"{workload:18} {framework:22} {ips:>10,.1f} {row['images_per_second_median']:>8,.1f} "
             f"{ratio['torch']:>8} {ratio['keras']:>8} {gflops or 0:>8.1f} {share:>6} "
             f"{row.get('maxrss_mib', 0):>10,.0f}  {load}")
+      if row.get('test_accuracy_by_epoch'):
+        print(f"{'':18} {'':22} test accuracy after epochs 2..: "
+              + ' '.join(f'{a:.4f}' if a is not None else '-'
+                         for a in row['test_accuracy_by_epoch']))
 
 
 def main() -> None:

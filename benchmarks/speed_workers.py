@@ -7,6 +7,7 @@ line, with one JSON line each on its original stdout (anything the frameworks pr
 stderr):
 
 - `run`: times one epoch of `steps` batches and answers `{"seconds": ...}`;
+- `evaluate` (workloads on real data): answers `{"test_accuracy": ...}` on the held-out test set;
 - `quit`: answers the peak memory and exits.
 
 Every framework trains the same architecture with the same optimizer (RMSprop, rho 0.9, epsilon
@@ -36,6 +37,9 @@ import numpy as np
 # (input shape, batch, outputs, kind, default steps per epoch). outputs 1: sigmoid + binary CE.
 WORKLOADS = {
     'small_convnet': ((28, 28, 1), 64, 10, 'train', 100),
+    # The same model on the real Fashion-MNIST training set (pixels / 255, the files' order, the
+    # last partial batch dropped: 937 batches of 64), scored on its 10,000 test images.
+    'small_convnet_fashion_mnist': ((28, 28, 1), 64, 10, 'train', 937),
     'cats_vs_dogs_150': ((150, 150, 3), 32, 1, 'train', 8),
     'vgg16_frozen_150': ((150, 150, 3), 20, 1, 'train', 3),
     'vgg16_predict_224': ((224, 224, 3), 8, 1000, 'predict', 3),
@@ -43,9 +47,24 @@ WORKLOADS = {
 LEARNING_RATE = 1e-3
 
 
+def fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Fashion-MNIST's 'train' or 'test' split: float32 images in [0, 1], int32 labels."""
+  from cnnjax.data.idx import FASHION_MNIST_DIR, load_idx_split  # pylint: disable=import-outside-toplevel
+  images, labels = load_idx_split(FASHION_MNIST_DIR, split)
+  return images.astype(np.float32) / 255.0, labels.astype(np.int32)
+
+
+def real_data(workload: str) -> bool:
+  return workload.endswith('_fashion_mnist')
+
+
 def random_data(workload: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
-  """The same images (uniform [0, 1)) and labels for every framework."""
+  """The same images (uniform [0, 1)) and labels for every framework (real data for a real-data
+  workload: its first `steps` batches)."""
   shape, batch, outputs, _, _ = WORKLOADS[workload]
+  if real_data(workload):
+    images, labels = fashion_mnist('train')
+    return images[:batch * steps], labels[:batch * steps]
   rng = np.random.default_rng(0)
   n = batch * steps
   images = rng.random((n, *shape), dtype=np.float32)
@@ -55,7 +74,7 @@ def random_data(workload: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 def conv_stack(workload: str) -> tuple[tuple[int, ...], bool, tuple[int, ...]]:
   """(conv features, pool after the last conv, hidden dense units) of the two plain convnets."""
-  if workload == 'small_convnet':
+  if workload.startswith('small_convnet'):
     return (32, 64, 64), False, (64,)
   return (32, 64, 128, 128), True, (512,)
 
@@ -117,8 +136,9 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
     info['flops_per_step'] = float(cost['flops'])
     info['xla_temp_bytes'] = int(getattr(memory, 'temp_size_in_bytes', 0) or 0)
 
-  if workload in ('small_convnet', 'cats_vs_dogs_150'):
-    model = create_model(ml_collections.ConfigDict({'name': workload, 'dtype': dtype}))
+  if workload in ('small_convnet', 'small_convnet_fashion_mnist', 'cats_vs_dogs_150'):
+    model = create_model(ml_collections.ConfigDict({'name': workload.split('_fashion')[0],
+                                                    'dtype': dtype}))
     if conv:
       model = model.clone(conv_implementation=conv)
     parallel = create_parallel('single', objective)
@@ -196,6 +216,10 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
       total = steps_lib.add_metrics(total, sums)
     box['state'] = state_
     steps_lib.summarize(total)
+
+  predict = jax.jit(lambda params, x: jnp.argmax(box['state'].apply_fn({'params': params}, x),
+                                                 -1))
+  info['evaluate'] = lambda x: np.asarray(predict(box['state'].params, x))
   return epoch, info
 
 
@@ -212,7 +236,7 @@ def keras_worker(workload: str, steps: int, variant: str):
   images, labels = random_data(workload, steps)
   keras.utils.set_random_seed(0)
   L = keras.layers
-  if workload in ('small_convnet', 'cats_vs_dogs_150'):
+  if workload in ('small_convnet', 'small_convnet_fashion_mnist', 'cats_vs_dogs_150'):
     features, pool_last, hidden = conv_stack(workload)
     stack = [keras.Input(shape)]
     for i, f in enumerate(features):
@@ -255,9 +279,13 @@ def keras_worker(workload: str, steps: int, variant: str):
   timer = EpochTimer()
 
   def epoch():
-    model.fit(images, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer])
+    # No shuffling: every framework sees the same batches in the same order.
+    model.fit(images, y, batch_size=batch, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
     return EpochTimer.seconds
-  return epoch, {'keras': keras.__version__}
+
+  def evaluate(x):
+    return np.argmax(model.predict(x, batch_size=1000, verbose=0), -1)
+  return epoch, {'keras': keras.__version__, 'evaluate': evaluate}
 
 
 # -- PyTorch --------------------------------------------------------------------------------------
@@ -282,7 +310,7 @@ def torch_worker(workload: str, steps: int, variant: str):
       stack.append(nn.MaxPool2d(2))
     return nn.Sequential(*stack)
 
-  if workload in ('small_convnet', 'cats_vs_dogs_150'):
+  if workload in ('small_convnet', 'small_convnet_fashion_mnist', 'cats_vs_dogs_150'):
     features, pool_last, hidden = conv_stack(workload)
     stack, cin, size = [], c, h
     for i, f in enumerate(features):
@@ -350,6 +378,14 @@ def torch_worker(workload: str, steps: int, variant: str):
       with torch.no_grad():
         predicted = (logits[:, 0] > 0).float() if outputs == 1 else logits.argmax(-1)
         correct += int((predicted == y).sum())
+
+  def evaluate(x):
+    model.eval()
+    with torch.inference_mode():
+      predicted = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+    model.train()
+    return predicted.argmax(-1).numpy()
+  info['evaluate'] = evaluate
   return epoch, info
 
 
@@ -419,8 +455,9 @@ def main() -> None:
       epoch, info = torch_worker(args.workload, steps, args.framework)
     else:
       raise ValueError(f'unknown framework {args.framework!r}')
-    epoch()  # Compiles and warms up.
+    epoch()  # Compiles and warms up (on real data, this is the first epoch of training).
     info['setup_and_warmup_seconds'] = time.perf_counter() - start
+    evaluate = info.pop('evaluate', None)
   except Exception as e:  # pylint: disable=broad-except
     traceback.print_exc()
     answer(error=f'{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ""}'
@@ -434,6 +471,14 @@ def main() -> None:
       inner = epoch()
       seconds = time.perf_counter() - start
       answer(seconds=inner if isinstance(inner, float) else seconds, outer_seconds=seconds)
+    elif command == 'evaluate':
+      if evaluate is None or not real_data(args.workload):
+        answer(error=f'{args.framework} on {args.workload} cannot evaluate: no test set')
+        continue
+      images, labels = fashion_mnist('test')
+      predicted = np.concatenate([evaluate(images[i:i + 1000])
+                                  for i in range(0, len(images), 1000)])
+      answer(test_accuracy=float(np.mean(predicted == labels)))
     elif command == 'quit':
       answer(maxrss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
       return
