@@ -81,7 +81,10 @@ def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -
   ops = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
       r'^\s+%(\S+) = (\S+) .*?op_name="([^"]*)"', hlo, re.M)}
   step_ms = total.get('ThunkExecutor::Execute (wait for completion)', float('nan'))
-  print(f'\ntrain step: {step_ms:.2f} ms per step in the trace; its top XLA operations:')
+  in_ops = [ms for name, ms in total.items() if name in ops]
+  print(f'\ntrain step: {step_ms:.2f} ms per step in the trace, {sum(in_ops):.2f} ms in its '
+        f'{len(in_ops)} XLA operations (two threads can run operations side by side); the top '
+        'ones:')
   print(f'{"ms/step":>8} {"share":>6}  {"operation":<28s} {"output":<30s} from')
   for name, ms in total.most_common():
     if name not in ops:

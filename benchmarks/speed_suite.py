@@ -55,7 +55,10 @@ DEFAULT_FRAMEWORKS = {
     'cats_vs_dogs_150': TRAIN_FRAMEWORKS,
     'vgg16_frozen_150': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
     'vgg16_predict_224': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
+    'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'torch'),
 }
+# The default run: the four speed workloads (the real-data one is asked for by name).
+DEFAULT_WORKLOADS = ('small_convnet', 'cats_vs_dogs_150', 'vgg16_frozen_150', 'vgg16_predict_224')
 
 
 def load_average() -> list[float]:
@@ -208,12 +211,20 @@ def print_table(results: dict) -> None:
                          for a in row['test_accuracy_by_epoch']))
 
 
+def write(results: dict, path: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(results, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--quick', action='store_true',
                       help='fewer batches per epoch and fewer rounds (a smoke run)')
   parser.add_argument('--out', default='', help='write the results here as JSON')
-  parser.add_argument('--workloads', default=','.join(WORKLOADS))
+  parser.add_argument('--workloads', default=','.join(DEFAULT_WORKLOADS),
+                      help=f'comma-separated, from {sorted(WORKLOADS)}')
   parser.add_argument('--frameworks', default='',
                       help="';'-separated rows (default: DEFAULT_FRAMEWORKS): cnnjax, keras, "
                            "torch, torch_compile, with options after commas such as "
@@ -224,6 +235,9 @@ def main() -> None:
   parser.add_argument('--log-dir', default='/tmp/speed_suite_logs')
   args = parser.parse_args()
 
+  unknown = [w for w in args.workloads.split(',') if w not in WORKLOADS]
+  if unknown:
+    parser.error(f'unknown workload(s) {unknown}; choose from {sorted(WORKLOADS)}')
   os.makedirs(args.log_dir, exist_ok=True)
   rounds = args.rounds or (2 if args.quick else 3)
   chosen = [f for f in args.frameworks.split(';') if f]
@@ -241,6 +255,8 @@ def main() -> None:
     frameworks = chosen or list(DEFAULT_FRAMEWORKS[workload])
     results['workloads'][workload] = run_workload(workload, frameworks, steps, rounds,
                                                   args.log_dir)
+    if args.out:  # After every workload, so that a failure later keeps what was measured.
+      write(results, args.out)
   results['machine']['load_average_end'] = load_average()
   # The peak again after the workloads: the best of the two is the machine's, not the load's.
   results['matmul_peak_gflops_start'] = results['matmul_peak_gflops']
@@ -251,9 +267,7 @@ def main() -> None:
           if isinstance(v, float)} for f, values in results['matmul_peak_gflops'].items()}
   print_table(results)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=1)
+    write(results, args.out)
     print(f'\nwrote {args.out}')
 
 
