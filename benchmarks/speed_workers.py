@@ -14,7 +14,8 @@ Every framework trains the same architecture with the same optimizer (RMSprop, r
 1e-7 outside the square root, learning rate 1e-3) on the same random batches held in host memory,
 fed one batch at a time as its users feed them: cnnjax by its own jitted train step
 (`cnnjax.parallel.create_parallel('single', ...)`), Keras 3 (JAX backend) by `model.fit` on the
-arrays (the epoch timed from inside by a callback, so `fit`'s set-up is not counted), PyTorch by
+arrays without shuffling, so that every framework sees the same batches in the same order (the
+epoch timed from inside by a callback, so `fit`'s set-up is not counted), PyTorch by
 the usual eager loop. Prediction workloads time Keras' `model.predict`, a `jax.jit` of the cnnjax
 model and PyTorch under `torch.inference_mode()`.
 
