@@ -21,7 +21,9 @@ model and PyTorch under `torch.inference_mode()`.
 
 Frameworks (row names): 'cnnjax', 'keras', 'torch', 'torch_compile' (`torch.compile`), and cnnjax
 variants used to choose its defaults, options after commas: 'cnnjax,bf16' (bfloat16 compute,
-float32 parameters), 'cnnjax,conv=lax' / 'cnnjax,conv=im2col' (the formulation of every Conv2D).
+float32 parameters), 'cnnjax,conv=lax' / 'cnnjax,conv=im2col' (the formulation of every Conv2D);
+'ynn=off' (cnnjax and keras rows) runs XLA:CPU without its YNNPACK fusions
+(`--xla_cpu_experimental_ynn_fusion_type=`), so convolutions and dots use XLA's own kernels.
 `python benchmarks/speed_workers.py peak jax|torch` measures the matmul peak instead.
 """
 
@@ -105,7 +107,7 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
   dtype, conv = 'float32', None
   for option in variant.split(',')[1:]:
     key, _, value = option.partition('=')
-    if key == 'threads':
+    if key in ('threads', 'ynn'):
       continue  # Set in XLA_FLAGS before JAX started (`main`).
     if key == 'bf16':
       dtype = 'bfloat16'
@@ -229,7 +231,7 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
 
 def keras_worker(workload: str, steps: int, variant: str):
   """(epoch function, info) for Keras 3 on the JAX backend: `fit` / `predict` on arrays."""
-  del variant  # Its only option, threads, is set in XLA_FLAGS (`main`).
+  del variant  # Its options, threads and ynn, are set in XLA_FLAGS (`main`).
   os.environ['KERAS_BACKEND'] = 'jax'
   import keras  # pylint: disable=import-outside-toplevel
 
@@ -443,6 +445,10 @@ def main() -> None:
     start = time.perf_counter()
     family = args.framework.split(',')[0]
     threads = [o.split('=')[1] for o in args.framework.split(',')[1:] if o.startswith('threads=')]
+    if 'ynn=off' in args.framework.split(',')[1:] and family in ('cnnjax', 'keras'):
+      # XLA:CPU without its YNNPACK fusions: convolutions and dots go to XLA's own (Eigen) kernels.
+      os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                                 ' --xla_cpu_experimental_ynn_fusion_type=').strip()
     if threads and family in ('cnnjax', 'keras'):
       # One intra-op thread: XLA:CPU runs each op on the calling thread.
       os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
