@@ -45,16 +45,18 @@ from speed_workers import WORKLOADS, real_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, 'speed_workers.py')
-# Rows per workload. 'threads=1' rows run each framework on one intra-op thread: on a machine
-# shared with other jobs, PyTorch's two OpenMP threads spin-wait for each other and lose up to
-# 10x, so the comparison takes each framework's best row as well as its default one.
-TRAIN_FRAMEWORKS = ('cnnjax', 'cnnjax,threads=1', 'keras', 'keras,threads=1', 'torch',
-                    'torch,threads=1', 'torch_compile')
+# Rows per workload. 'threads=1' rows run a framework on one intra-op thread: on a machine shared
+# with other jobs, PyTorch's two OpenMP threads spin-wait for each other and lose up to 10x, so
+# the comparison takes each framework's best row as well as its default one.
+# 'ynn=on' / 'ynn=off': XLA:CPU with or without its YNNPACK fusions (cnnjax runs without them, as
+# launch.py does; Keras with them, XLA's default): each side is also measured the other way.
+FRAMEWORKS = ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off', 'torch', 'torch,threads=1',
+              'torch_compile')
 DEFAULT_FRAMEWORKS = {
-    'small_convnet': TRAIN_FRAMEWORKS,
-    'cats_vs_dogs_150': TRAIN_FRAMEWORKS,
-    'vgg16_frozen_150': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
-    'vgg16_predict_224': ('cnnjax', 'keras', 'torch', 'torch,threads=1', 'torch_compile'),
+    'small_convnet': FRAMEWORKS,
+    'cats_vs_dogs_150': FRAMEWORKS,
+    'vgg16_frozen_150': FRAMEWORKS,
+    'vgg16_predict_224': FRAMEWORKS,
     'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'torch'),
 }
 # The default run: the four speed workloads (the real-data one is asked for by name).

@@ -21,9 +21,9 @@ model and PyTorch under `torch.inference_mode()`.
 
 Frameworks (row names): 'cnnjax', 'keras', 'torch', 'torch_compile' (`torch.compile`), and cnnjax
 variants used to choose its defaults, options after commas: 'cnnjax,bf16' (bfloat16 compute,
-float32 parameters), 'cnnjax,conv=lax' / 'cnnjax,conv=im2col' (the formulation of every Conv2D);
-'ynn=off' (cnnjax and keras rows) runs XLA:CPU without its YNNPACK fusions
-(`--xla_cpu_experimental_ynn_fusion_type=`), so convolutions and dots use XLA's own kernels.
+float32 parameters), 'cnnjax,conv=lax' / 'cnnjax,conv=im2col' (the formulation of every Conv2D).
+cnnjax rows run XLA:CPU without its YNNPACK fusions, as `launch.py` does (`cnnjax.xla_cpu`), and
+'cnnjax,ynn=on' with XLA's default; Keras rows run XLA's default, and 'keras,ynn=off' without.
 `python benchmarks/speed_workers.py peak jax|torch` measures the matmul peak instead.
 """
 
@@ -445,10 +445,13 @@ def main() -> None:
     start = time.perf_counter()
     family = args.framework.split(',')[0]
     threads = [o.split('=')[1] for o in args.framework.split(',')[1:] if o.startswith('threads=')]
-    if 'ynn=off' in args.framework.split(',')[1:] and family in ('cnnjax', 'keras'):
-      # XLA:CPU without its YNNPACK fusions: convolutions and dots go to XLA's own (Eigen) kernels.
-      os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                                 ' --xla_cpu_experimental_ynn_fusion_type=').strip()
+    options = args.framework.split(',')[1:]
+    if family in ('cnnjax', 'keras') and (
+        'ynn=off' in options or (family == 'cnnjax' and 'ynn=on' not in options)):
+      # XLA:CPU without its YNNPACK fusions, as `launch.py` runs cnnjax: convolutions and dots go
+      # to XLA's own (Eigen) kernels. Keras rows keep XLA's default unless asked.
+      from cnnjax import xla_cpu  # pylint: disable=import-outside-toplevel
+      xla_cpu.turn_off_ynn_fusions()
     if threads and family in ('cnnjax', 'keras'):
       # One intra-op thread: XLA:CPU runs each op on the calling thread.
       os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +

@@ -10,7 +10,8 @@ batching and prefetch thread with on-device metric sums, as the training loop ru
 With --device-counts, each count runs in a fresh process (on a CPU with that many fake devices
 via XLA_FLAGS; on a GPU machine the real devices, up to the number present) and one table row is
 printed per (count, mode). Fake CPU devices share the same cores, so on a CPU these rows show the
-overhead of splitting a step, not a speed-up.
+overhead of splitting a step, not a speed-up. XLA:CPU runs as launch.py runs it (YNNPACK fusions
+off) unless XLA_FLAGS sets `--xla_cpu_experimental_ynn_fusion_type` itself.
 """
 
 import argparse
@@ -23,7 +24,11 @@ import time
 
 import numpy as np
 
+from cnnjax import xla_cpu  # Imports no JAX.
 from machine import machine_description
+
+# As launch.py runs the training (see cnnjax/xla_cpu.py); before anything starts JAX.
+xla_cpu.turn_off_ynn_fusions()
 
 
 def load_config(path: str):

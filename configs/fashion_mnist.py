@@ -8,11 +8,12 @@ accuracy was 0.899 (measured on the machine below), short of the 0.905 this job 
 
     python launch.py --config configs/fashion_mnist.py --workdir runs/fashion_mnist
 
-Measured on 2026-11-24 on a 2-core AMD EPYC CPU machine (no GPU; jax 0.10.2, flax 0.12.8):
-test_accuracy 0.9095 (best epoch 5 by val_loss; val_accuracy 0.9152), 12-13 s per epoch,
-1 min 18 s from start to test metrics. On 2026-11-23, before the convnets switched to im2col
-convolutions (same arithmetic, rounded differently): 0.9109, and on 8 fake CPU devices with
-`--config.train.parallel=sharded` or `=pmap`: 0.9114.
+Measured on 2026-11-24 on a 2-core AMD EPYC CPU machine (no GPU; jax 0.10.2, flax 0.12.8), as
+launch.py runs it (XLA:CPU without YNNPACK fusions, so `lax.conv`): test_accuracy 0.9109 (best
+epoch 5 by val_loss; val_accuracy 0.9167), 10-12 s per epoch, 1 min 07 s for `make train`. With
+XLA's default fusions (im2col convolutions; same arithmetic, rounded differently): 0.9095 at
+12-13 s per epoch. On 8 fake CPU devices with `--config.train.parallel=sharded` or `=pmap`
+(2026-11-23): 0.9114.
 """
 
 from cnnjax.config import base_config

@@ -39,9 +39,10 @@ class ConvNet(nn.Module):
     dtype: compute dtype of the convolutions and dense layers (parameters stay float32).
     conv_implementation: how every Conv2D computes ('lax', 'im2col', 'im2col_on_cpu'; see
       `cnnjax.models.convolution`); None takes `layers.CONV_IMPLEMENTATION`. Same parameters and,
-      up to float rounding, same outputs and gradients. The default, im2col on the CPU, measured
-      1.35x (small_convnet) and 1.7x (cats_vs_dogs_150) the train-step throughput of 'lax' on
-      a 2-core CPU (2026-11-24); accelerators get 'lax'.
+      up to float rounding, same outputs and gradients. The default is im2col on the CPU with
+      XLA's YNNPACK fusions on, where it measured 1.35x (small_convnet) and 1.7x
+      (cats_vs_dogs_150) the train-step throughput of 'lax' (2-core CPU, 2026-11-24), and 'lax'
+      with them off (as `launch.py` runs: faster still) and on accelerators.
 
   In training (`train=True`) each pooled convolution max-pools before its bias and ReLU
   (`layers.Conv2D`'s `pool`): the same values, with the bias, the ReLU and their gradients on a

@@ -25,6 +25,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from cnnjax import xla_cpu
+
 IMPLEMENTATIONS = ('lax', 'im2col', 'im2col_on_cpu')
 DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 # The kernel gradient is summed over chunks of at least this many output pixels (see the module
@@ -33,11 +35,17 @@ MIN_CHUNK_PIXELS = 4096
 
 
 def resolve(implementation: str) -> str:
-  """'lax' or 'im2col': 'im2col_on_cpu' is 'im2col' when JAX runs on the CPU, 'lax' elsewhere."""
+  """'lax' or 'im2col'.
+
+  'im2col_on_cpu' is 'im2col' where it was measured faster: JAX on the CPU with XLA's YNNPACK
+  fusions on (XLA's default; `cnnjax.xla_cpu`). With them off (as `launch.py` runs) XLA's own
+  convolution kernels beat it, and on accelerators so do their convolution libraries: 'lax'.
+  """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'Conv2D implementation={implementation!r} is not one of {IMPLEMENTATIONS}')
   if implementation == 'im2col_on_cpu':
-    return 'im2col' if jax.default_backend() == 'cpu' else 'lax'
+    on_cpu = jax.default_backend() == 'cpu'
+    return 'im2col' if on_cpu and xla_cpu.ynn_fusions_on() else 'lax'
   return implementation
 
 

@@ -1,0 +1,34 @@
+"""The XLA:CPU setting cnnjax chose by measurement: YNNPACK's fusions off.
+
+XLA:CPU hands convolutions and matrix products to YNNPACK by default. On the 2-core AMD EPYC
+machine this project measures on, its own (Eigen) kernels were faster for every workload of
+`benchmarks/speed_suite.py` (2026-11-24: VGG16 inference 1.9x, the frozen-VGG16 step 1.2x, the
+150x150 convnet's step 1.25x with `lax.conv`; README, Speed). XLA reads `XLA_FLAGS` once, when
+its CPU backend starts, so `launch.py` calls `turn_off_ynn_fusions` before anything starts JAX,
+and `cnnjax.models.convolution` asks `ynn_fusions_on` which convolution formulation to use on
+the CPU. This module imports no JAX.
+"""
+
+import os
+
+FLAG = '--xla_cpu_experimental_ynn_fusion_type'
+
+
+def ynn_fusions_on(xla_flags: str | None = None) -> bool:
+  """Whether `xla_flags` (default: the XLA_FLAGS variable) leaves YNNPACK's fusions on.
+
+  They are on unless the flag is given with an empty value (the last occurrence counts).
+  """
+  xla_flags = os.environ.get('XLA_FLAGS', '') if xla_flags is None else xla_flags
+  values = [f.split('=', 1)[1] for f in xla_flags.split() if f.startswith(FLAG + '=')]
+  return not values or bool(values[-1])
+
+
+def turn_off_ynn_fusions() -> None:
+  """Adds `FLAG=` to XLA_FLAGS, unless XLA_FLAGS already sets the flag (the user's choice wins).
+
+  Takes effect only if called before JAX's CPU backend starts (the first computation).
+  """
+  xla_flags = os.environ.get('XLA_FLAGS', '')
+  if FLAG not in xla_flags:
+    os.environ['XLA_FLAGS'] = f'{xla_flags} {FLAG}='.strip()

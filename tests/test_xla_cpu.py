@@ -1,0 +1,59 @@
+"""The XLA:CPU setting launch.py applies, and the convolution formulation that follows from it."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+
+from cnnjax import xla_cpu
+from cnnjax.models import convolution
+
+
+def test_ynn_fusions_flag_parsing():
+  assert xla_cpu.ynn_fusions_on('')
+  assert xla_cpu.ynn_fusions_on('--xla_force_host_platform_device_count=8')
+  assert not xla_cpu.ynn_fusions_on('--xla_cpu_experimental_ynn_fusion_type=')
+  assert xla_cpu.ynn_fusions_on('--xla_cpu_experimental_ynn_fusion_type=dot')
+  # The last occurrence counts, as in XLA's own parsing.
+  assert not xla_cpu.ynn_fusions_on('--xla_cpu_experimental_ynn_fusion_type=dot '
+                                    '--xla_cpu_experimental_ynn_fusion_type=')
+
+
+def test_turn_off_keeps_the_users_flags(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+  xla_cpu.turn_off_ynn_fusions()
+  assert not xla_cpu.ynn_fusions_on()
+  assert '--xla_force_host_platform_device_count=2' in os.environ['XLA_FLAGS']
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=dot')
+  xla_cpu.turn_off_ynn_fusions()  # The user chose: left alone.
+  assert xla_cpu.ynn_fusions_on()
+  monkeypatch.delenv('XLA_FLAGS')
+  xla_cpu.turn_off_ynn_fusions()
+  assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type='
+
+
+def test_im2col_on_cpu_follows_the_flag(monkeypatch):
+  assert jax.default_backend() == 'cpu'
+  monkeypatch.setenv('XLA_FLAGS', '')
+  assert convolution.resolve('im2col_on_cpu') == 'im2col'
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
+  assert convolution.resolve('im2col_on_cpu') == 'lax'
+  assert convolution.resolve('im2col') == 'im2col'
+
+
+def test_launch_sets_the_flag_before_jax_starts():
+  """launch.py's process runs with the flag (and a convnet there resolves to lax)."""
+  script = (
+      'import runpy, sys, os\n'
+      'sys.argv = ["launch.py", "--helpshort"]\n'
+      'try:\n'
+      '  runpy.run_path("launch.py", run_name="__main__")\n'
+      'except SystemExit:\n'
+      '  pass\n'
+      'print("FLAGS=" + os.environ.get("XLA_FLAGS", ""))\n')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, env=env,
+                       check=True, cwd=pathlib.Path(__file__).parent.parent)
+  assert 'FLAGS=--xla_cpu_experimental_ynn_fusion_type=' in out.stdout
