@@ -85,10 +85,8 @@ def patches(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
   return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
-def _taps_first(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
-                padding: str) -> jax.Array:
-  """The patches of a one-channel input as a (kh*kw, N*OH*OW) matrix."""
-  views = _views(x, kernel_shape, strides, padding)
+def _stack_taps(views: list[jax.Array]) -> jax.Array:
+  """The views of a one-channel input as a (kh*kw, N*OH*OW) matrix of patches, taps first."""
   return jnp.stack(views).reshape(len(views), -1)
 
 
@@ -99,15 +97,6 @@ def _chunks(examples: int, pixels_per_example: int) -> int:
   return fitting[0] if fitting else 1
 
 
-def _output_shape(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
-                  padding: str) -> tuple[int, int, int, int]:
-  kh, kw, _, cout = kernel_shape
-  if padding == 'SAME':
-    return (x.shape[0], -(-x.shape[1] // strides[0]), -(-x.shape[2] // strides[1]), cout)
-  return (x.shape[0], (x.shape[1] - kh) // strides[0] + 1, (x.shape[2] - kw) // strides[1] + 1,
-          cout)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 padding: str) -> jax.Array:
@@ -115,9 +104,10 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   kh, kw, cin, cout = kernel.shape
   strides = tuple(strides)
   if cin == 1:
-    taps = _taps_first(x, kernel.shape, strides, padding)
-    y = jax.lax.dot_general(taps, kernel.reshape(kh * kw, cout), (((0,), (0,)), ((), ())))
-    return y.reshape(_output_shape(x, kernel.shape, strides, padding))
+    views = _views(x, kernel.shape, strides, padding)
+    y = jax.lax.dot_general(_stack_taps(views), kernel.reshape(kh * kw, cout),
+                            (((0,), (0,)), ((), ())))
+    return y.reshape(*views[0].shape[:3], cout)
   return jax.lax.dot_general(patches(x, kernel.shape, strides, padding),
                              kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())))
 
@@ -133,7 +123,7 @@ def _conv_im2col_backward(strides, padding, residuals, dy):
   kh, kw, cin, cout = kernel.shape
   strides = tuple(strides)
   if cin == 1:
-    taps = _taps_first(x, kernel.shape, strides, padding)
+    taps = _stack_taps(_views(x, kernel.shape, strides, padding))
     d_kernel = taps @ dy.reshape(-1, cout)
   else:
     p = patches(x, kernel.shape, strides, padding)

@@ -49,8 +49,8 @@ class Conv2D(nn.Module):
   `implementation` chooses how the convolution is computed (`cnnjax.models.convolution`); the
   parameters, the result and the gradients (up to float rounding) are the same either way: 'lax'
   is `lax.conv_general_dilated`, 'im2col' shifted slices and matrix products with a hand-written
-  backward pass; 'im2col_on_cpu' is 'im2col' when JAX runs on the CPU and 'lax' on accelerators
-  (whose convolution libraries beat a 9x larger im2col operand); None takes the module default
+  backward pass; 'im2col_on_cpu' is 'im2col' where it measured faster (the CPU with XLA's default
+  YNNPACK fusions) and 'lax' elsewhere (`convolution.resolve`); None takes the module default
   `CONV_IMPLEMENTATION`, chosen by `benchmarks/speed_suite.py` on XLA:CPU.
   """
 
