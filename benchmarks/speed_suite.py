@@ -26,9 +26,10 @@ epoch (and the median) in images per second. The achieved GFLOP/s of every row i
 of the cnnjax float32 step (XLA's cost analysis of the compiled step: the same architecture and
 batch, so the same arithmetic) divided by the row's time per step, and its share of the matmul
 peak measured in the same run (a large float32 `jnp.dot`). The 'vs torch' and 'vs keras' columns
-divide by the best PyTorch eager row ('torch', 'torch,threads=1') and the best Keras row. The
-JSON keeps every epoch time, the load average before and after each workload, the versions and
-the machine; the peak is measured before and after the workloads and the better one kept.
+divide by the best PyTorch eager row ('torch', 'torch,hugepages=on', 'torch,threads=1') and
+the best Keras row. The JSON keeps every epoch time, the load average before and after each
+workload, the versions and the machine; the peak is measured before and after the workloads and
+the better one kept.
 """
 
 import argparse
@@ -40,6 +41,7 @@ import time
 
 import numpy as np
 
+from cnnjax import host_memory  # Imports no JAX.
 from machine import machine_description
 from speed_workers import WORKLOADS, real_data
 
@@ -49,15 +51,20 @@ WORKER = os.path.join(HERE, 'speed_workers.py')
 # with other jobs, PyTorch's two OpenMP threads spin-wait for each other and lose up to 10x, so
 # the comparison takes each framework's best row as well as its default one.
 # 'ynn=on' / 'ynn=off': XLA:CPU with or without its YNNPACK fusions (cnnjax runs without them, as
-# launch.py does; Keras with them, XLA's default): each side is also measured the other way.
-FRAMEWORKS = ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off', 'torch', 'torch,threads=1',
-              'torch_compile')
+# launch.py does; Keras with them, XLA's default). 'hugepages=on' / 'hugepages=off': the worker
+# process started with or without glibc's malloc asking for transparent huge pages (cnnjax runs
+# with them, as launch.py does: `cnnjax.host_memory`; the others without, their default). The
+# rivals are also measured with cnnjax's process settings ('keras,ynn=off,hugepages=on',
+# 'torch,hugepages=on'), and cnnjax without huge pages, so each lever shows on every side.
+FRAMEWORKS = ('cnnjax', 'cnnjax,hugepages=off', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
+              'torch,hugepages=on', 'torch,threads=1', 'torch_compile')
 DEFAULT_FRAMEWORKS = {
     'small_convnet': FRAMEWORKS,
     'cats_vs_dogs_150': FRAMEWORKS,
     'vgg16_frozen_150': FRAMEWORKS,
     'vgg16_predict_224': FRAMEWORKS,
-    'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'torch'),
+    'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
+                                    'torch,hugepages=on'),
 }
 # The default run: the four speed workloads (the real-data one is asked for by name).
 DEFAULT_WORKLOADS = ('small_convnet', 'cats_vs_dogs_150', 'vgg16_frozen_150', 'vgg16_predict_224')
@@ -79,6 +86,19 @@ def versions() -> dict[str, str]:
   return found
 
 
+def row_environment(framework: str) -> dict[str, str]:
+  """The environment a row's worker process starts with: its huge-page setting (see FRAMEWORKS)
+  in GLIBC_TUNABLES, which glibc reads only at start-up; its XLA flags are set by the worker."""
+  family, *options = framework.split(',')
+  env = dict(os.environ, KERAS_BACKEND='jax', PYTHONPATH=os.pathsep.join(
+      p for p in (os.path.dirname(HERE), HERE, os.environ.get('PYTHONPATH', '')) if p))
+  huge = 'hugepages=on' in options or (family == 'cnnjax' and 'hugepages=off' not in options)
+  tunables = [t for t in env.get(host_memory.ENV, '').split(':')
+              if t and t.split('=', 1)[0] != host_memory.TUNABLE]
+  env[host_memory.ENV] = ':'.join([*tunables, f'{host_memory.TUNABLE}={int(huge)}'])
+  return env
+
+
 class Worker:
   """One (workload, framework) process speaking `speed_workers.py`'s line protocol."""
 
@@ -86,8 +106,7 @@ class Worker:
     self.framework = framework
     safe = framework.replace(',', '_').replace('=', '-')
     self.log_path = os.path.join(log_dir, f'{workload}-{safe}.log')
-    env = dict(os.environ, KERAS_BACKEND='jax', PYTHONPATH=os.pathsep.join(
-        p for p in (os.path.dirname(HERE), HERE, os.environ.get('PYTHONPATH', '')) if p))
+    env = row_environment(framework)
     self.log = open(self.log_path, 'w')  # pylint: disable=consider-using-with
     self.process = subprocess.Popen(  # pylint: disable=consider-using-with
         [sys.executable, WORKER, workload, framework, '--steps', str(steps)],

@@ -24,6 +24,8 @@ variants used to choose its defaults, options after commas: 'cnnjax,bf16' (bfloa
 float32 parameters), 'cnnjax,conv=lax' / 'cnnjax,conv=im2col' (the formulation of every Conv2D).
 cnnjax rows run XLA:CPU without its YNNPACK fusions, as `launch.py` does (`cnnjax.xla_cpu`), and
 'cnnjax,ynn=on' with XLA's default; Keras rows run XLA's default, and 'keras,ynn=off' without.
+'hugepages=on|off' (any framework) is the process's malloc setting, which glibc reads at start-up:
+`speed_suite.py` starts the worker with it (`row_environment`).
 `python benchmarks/speed_workers.py peak jax|torch` measures the matmul peak instead.
 """
 
@@ -107,8 +109,8 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
   dtype, conv = 'float32', None
   for option in variant.split(',')[1:]:
     key, _, value = option.partition('=')
-    if key in ('threads', 'ynn'):
-      continue  # Set in XLA_FLAGS before JAX started (`main`).
+    if key in ('threads', 'ynn', 'hugepages'):
+      continue  # Set in XLA_FLAGS before JAX started (`main`), or in the process environment.
     if key == 'bf16':
       dtype = 'bfloat16'
     elif key == 'conv':
@@ -231,7 +233,7 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
 
 def keras_worker(workload: str, steps: int, variant: str):
   """(epoch function, info) for Keras 3 on the JAX backend: `fit` / `predict` on arrays."""
-  del variant  # Its options, threads and ynn, are set in XLA_FLAGS (`main`).
+  del variant  # Its options: threads and ynn set in XLA_FLAGS (`main`), hugepages by the suite.
   os.environ['KERAS_BACKEND'] = 'jax'
   import keras  # pylint: disable=import-outside-toplevel
 
@@ -341,6 +343,8 @@ def torch_worker(workload: str, steps: int, variant: str):
                           nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000))
   for option in variant.split(',')[1:]:
     key, _, value = option.partition('=')
+    if key == 'hugepages':
+      continue  # Set in the process environment by `speed_suite.py`.
     if key != 'threads':
       raise ValueError(f'unknown torch variant option {option!r}')
     torch.set_num_threads(int(value))

@@ -10,8 +10,10 @@ batching and prefetch thread with on-device metric sums, as the training loop ru
 With --device-counts, each count runs in a fresh process (on a CPU with that many fake devices
 via XLA_FLAGS; on a GPU machine the real devices, up to the number present) and one table row is
 printed per (count, mode). Fake CPU devices share the same cores, so on a CPU these rows show the
-overhead of splitting a step, not a speed-up. XLA:CPU runs as launch.py runs it (YNNPACK fusions
-off) unless XLA_FLAGS sets `--xla_cpu_experimental_ynn_fusion_type` itself.
+overhead of splitting a step, not a speed-up. The process runs as launch.py runs it: glibc's
+malloc with transparent huge pages (`cnnjax.host_memory`) unless GLIBC_TUNABLES names
+`glibc.malloc.hugetlb`, and XLA:CPU without YNNPACK fusions unless XLA_FLAGS sets
+`--xla_cpu_experimental_ynn_fusion_type` itself.
 """
 
 import argparse
@@ -24,10 +26,13 @@ import time
 
 import numpy as np
 
-from cnnjax import xla_cpu  # Imports no JAX.
+from cnnjax import host_memory, xla_cpu  # Import no JAX.
 from machine import machine_description
 
-# As launch.py runs the training (see cnnjax/xla_cpu.py); before anything starts JAX.
+# As launch.py runs the training (see cnnjax/host_memory.py and cnnjax/xla_cpu.py), before
+# anything starts JAX.
+if __name__ == '__main__':
+  host_memory.restart_with_huge_pages()
 xla_cpu.turn_off_ynn_fusions()
 
 

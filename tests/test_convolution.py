@@ -1,4 +1,4 @@
-"""The im2col convolution and its hand-written gradients against XLA's convolution."""
+"""The im2col and taps convolutions and their hand-written gradients against XLA's convolution."""
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,25 @@ def test_im2col_matches_lax(padding, strides, channels, chunk_pixels, monkeypatc
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
+@pytest.mark.parametrize('strides', [(1, 1), (2, 2), (2, 1)])
+@pytest.mark.parametrize('channels', [1, 3])
+def test_taps_matches_lax(padding, strides, channels):
+  """Output, input gradient and kernel gradient of the per-tap sum, one or several channels."""
+  x = jax.random.normal(jax.random.key(0), (4, 9, 7, channels))
+  kernel = jax.random.normal(jax.random.key(1), (3, 2, channels, 5))
+  reference = convolution.conv_lax(x, kernel, strides, padding)
+  ours = convolution.conv_taps(x, kernel, strides, padding)
+  assert ours.shape == reference.shape
+  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  (value, grads), (ref_value, ref_grads) = (
+      _value_and_grads(impl, x, kernel, strides, padding) for impl in ('taps', 'lax'))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for ours, reference in zip(grads, ref_grads):
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_kernel_gradient_chunks():
   """Chunks of at least MIN_CHUNK_PIXELS output pixels, a divisor of the batch, at most 8."""
   assert convolution._chunks(64, 11 * 11) == 1  # 7,744 pixels: halves would be under 4,096.
@@ -45,13 +64,13 @@ def test_kernel_gradient_chunks():
   assert convolution._chunks(7, 10_000) == 1  # No divisor of 7.
 
 
-def test_im2col_in_bfloat16():
+@pytest.mark.parametrize('conv', [convolution.conv_im2col, convolution.conv_taps])
+def test_in_bfloat16(conv):
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
   kernel = jax.random.normal(jax.random.key(1), (3, 3, 3, 2))
-  out = convolution.conv_im2col(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1),
-                                'VALID')
+  out = conv(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1), 'VALID')
   assert out.dtype == jnp.bfloat16
-  grad = jax.grad(lambda k: jnp.sum(convolution.conv_im2col(
+  grad = jax.grad(lambda k: jnp.sum(conv(
       x.astype(jnp.bfloat16), k, (1, 1), 'VALID').astype(jnp.float32)))(
           kernel.astype(jnp.bfloat16))
   assert grad.dtype == jnp.bfloat16

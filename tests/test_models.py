@@ -109,6 +109,29 @@ def test_conv_implementations_share_parameters_and_gradients(implementation):
     layers.Conv2D(8, implementation='fft').init(jax.random.key(1), x)
 
 
+@pytest.mark.parametrize('xla_flags', ['', '--xla_cpu_experimental_ynn_fusion_type='])
+@pytest.mark.parametrize('train', [False, True])
+def test_auto_convnet_matches_the_lax_convnet(xla_flags, train, monkeypatch):
+  """small_convnet as it picks its formulations per layer (im2col everywhere with XLA's YNNPACK
+  fusions on; taps for the one-channel conv1 and lax after it with them off), and the pooling to
+  go with each: the same logits and gradients as with lax.conv everywhere."""
+  monkeypatch.setenv('XLA_FLAGS', xla_flags)
+  images = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1))
+  auto = create_model(model_config('small_convnet'))
+  assert auto.conv_implementation == 'auto'
+  reference = auto.clone(conv_implementation='lax')
+  params = reference.init(jax.random.key(1), images)['params']
+
+  def logits_and_grads(model):
+    apply = lambda p: model.apply({'params': p}, images, train=train)
+    return apply(params), jax.grad(lambda p: jnp.sum(apply(p) ** 2))(params)
+
+  (logits, grads), (ref_logits, ref_grads) = logits_and_grads(auto), logits_and_grads(reference)
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-5, atol=1e-5)
+  for ours, ref in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize('name,shape', [('small_convnet', (3, 28, 28, 1)),
                                         ('cats_vs_dogs_180', (2, 180, 180, 3))])
 def test_training_pools_before_the_bias_and_relu_with_the_same_result(name, shape):

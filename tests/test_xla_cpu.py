@@ -34,13 +34,17 @@ def test_turn_off_keeps_the_users_flags(monkeypatch):
   assert os.environ['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type='
 
 
-def test_im2col_on_cpu_follows_the_flag(monkeypatch):
+def test_auto_convolution_follows_the_flag_and_the_channels(monkeypatch):
   assert jax.default_backend() == 'cpu'
   monkeypatch.setenv('XLA_FLAGS', '')
-  assert convolution.resolve('im2col_on_cpu') == 'im2col'
+  assert convolution.resolve('auto', 1) == 'im2col'
+  assert convolution.resolve('auto', 32) == 'im2col'
   monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type=')
-  assert convolution.resolve('im2col_on_cpu') == 'lax'
-  assert convolution.resolve('im2col') == 'im2col'
+  assert convolution.resolve('auto', 1) == 'taps'
+  assert convolution.resolve('auto', 3) == 'lax'
+  assert convolution.resolve('im2col', 3) == 'im2col'
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert convolution.resolve('auto', 1) == 'lax'
 
 
 def test_launch_sets_the_flag_before_jax_starts():

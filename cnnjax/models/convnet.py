@@ -37,12 +37,14 @@ class ConvNet(nn.Module):
     dropout_rate: dropout before the dense layers; 0 leaves the layer out.
     rescale: a Rescaling factor applied to the input first (1/255 for raw pixels); None: none.
     dtype: compute dtype of the convolutions and dense layers (parameters stay float32).
-    conv_implementation: how every Conv2D computes ('lax', 'im2col', 'im2col_on_cpu'; see
+    conv_implementation: how every Conv2D computes ('lax', 'im2col', 'taps', 'auto'; see
       `cnnjax.models.convolution`); None takes `layers.CONV_IMPLEMENTATION`. Same parameters and,
-      up to float rounding, same outputs and gradients. The default is im2col on the CPU with
-      XLA's YNNPACK fusions on, where it measured 1.35x (small_convnet) and 1.7x
-      (cats_vs_dogs_150) the train-step throughput of 'lax' (2-core CPU, 2026-11-24), and 'lax'
-      with them off (as `launch.py` runs: faster still) and on accelerators.
+      up to float rounding, same outputs and gradients. The default, 'auto', picks per layer
+      what measured fastest (`convolution.resolve`): on the CPU as `launch.py` runs it (XLA's
+      YNNPACK fusions off) 'taps' for a one-channel input layer, which made small_convnet's
+      train step 1.12x faster, and 'lax' for the others; with the fusions on, im2col (1.35x
+      small_convnet and 1.7x cats_vs_dogs_150 against 'lax' there); 'lax' on accelerators
+      (2-core CPU, 2026-11-24).
 
   In training (`train=True`) each pooled convolution max-pools before its bias and ReLU
   (`layers.Conv2D`'s `pool`): the same values, with the bias, the ReLU and their gradients on a
@@ -60,7 +62,7 @@ class ConvNet(nn.Module):
   dropout_rate: float = 0.0
   rescale: float | None = None
   dtype: Any = jnp.float32
-  conv_implementation: str | None = 'im2col_on_cpu'
+  conv_implementation: str | None = 'auto'
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -68,15 +70,16 @@ class ConvNet(nn.Module):
     if self.rescale is not None:
       x = layers.Rescaling(self.rescale, name='rescaling')(x)
     conv = self.conv_implementation or layers.CONV_IMPLEMENTATION
-    # The pooling formulation that XLA:CPU runs fastest next to this convolution (see
-    # `layers.MaxPooling2D`).
-    pool = 'slices' if convolution.resolve(conv) == 'im2col' else 'reshape'
     for i, features in enumerate(self.conv_features, start=1):
       layer = layers.Conv2D(features, dtype=self.dtype, implementation=conv, name=f'conv{i}')
       if i == len(self.conv_features) and not self.pool_after_last_conv:
         x = layer(x)
         continue
-      pooling = layers.MaxPooling2D(implementation=pool, name=f'pool{i}')
+      # The pooling formulation that XLA:CPU runs fastest next to this layer's convolution (see
+      # `layers.MaxPooling2D`): max of slices after the fused formulations, reshape after lax.
+      fused = convolution.resolve(conv, x.shape[-1]) != 'lax'
+      pooling = layers.MaxPooling2D(implementation='slices' if fused else 'reshape',
+                                    name=f'pool{i}')
       # In training, pooled before the bias and ReLU: same values, a 6-8% faster train step (see
       # the class docstring).
       x = layer(x, pool=pooling.pool) if train else pooling(layer(x))

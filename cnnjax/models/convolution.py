@@ -1,10 +1,11 @@
-"""How a 2-D convolution is computed: XLA's convolution, or im2col and matrix products.
+"""How a 2-D convolution is computed: XLA's convolution, im2col and matrix products, or taps.
 
-Both formulations take NHWC images and HWIO kernels and give the same result and the same gradients
+All formulations take NHWC images and HWIO kernels and give the same result and the same gradients
 up to float rounding; `layers.Conv2D` picks one by name (`IMPLEMENTATIONS`).
 
 - 'lax': `lax.conv_general_dilated`, differentiated by JAX. What accelerators should run (cuDNN
-  and the like).
+  and the like), and XLA:CPU's fastest for layers with several input channels when its YNNPACK
+  fusions are off (as `launch.py` runs; `cnnjax.xla_cpu`).
 - 'im2col': the kh*kw shifted (strided) views of the padded input are put side by side, in the
   (row, column, channel) order of the kernel's first three axes, so that one matrix product with
   the kernel reshaped to (kh*kw*Cin, Cout) computes every output pixel. Its two gradients are
@@ -13,10 +14,20 @@ up to float rounding; `layers.Conv2D` picks one by name (`IMPLEMENTATIONS`).
   as a batch of products over chunks of the examples, summed (one product contracting over every
   pixel of the batch ran 1.5-3x slower), and the input gradient is XLA's transposed convolution of
   dy (the input gradient of 'lax'), which beats scattering the patch gradients back (col2im) and
-  is left out by XLA where nothing needs it (the first layer).
-
-With a single input channel the views are stacked taps-first, as a (kh*kw, N*OH*OW) matrix:
-concatenating 1-channel slices along the last axis is slow on XLA:CPU, stacking them is a copy.
+  is left out by XLA where nothing needs it (the first layer). With a single input channel the
+  views are stacked taps-first, as a (kh*kw, N*OH*OW) matrix: concatenating 1-channel slices
+  along the last axis is slow on XLA:CPU, stacking them is a copy.
+- 'taps': the sum over the kernel's kh*kw*Cin taps of each shifted view's channel times that
+  tap's row of Cout weights: elementwise products that XLA fuses into one loop, with no matrix
+  product at all. For a first layer on one-channel images (Cin = 1: 9 products per output) this
+  is far cheaper than a convolution kernel built for deep inputs: on XLA:CPU (YNNPACK fusions
+  off) the forward of small_convnet's conv1 took 0.16 ms against 1.4 ms for 'lax' and its kernel
+  gradient 0.34 ms against 0.50 (batch 64 of 28x28; 2-core CPU, 2026-11-24). Its kernel gradient
+  is the taps stacked (kh*kw*Cin, N*OH*OW) times dy, its input gradient that of 'lax'. With three
+  channels at 150x150 it lost to 'lax' in the train step.
+- 'auto' (the convnets' default): per layer and backend, the one measured fastest: 'lax' on
+  accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on, and with them off 'taps' for
+  one input channel and 'lax' otherwise (`resolve`).
 """
 
 import functools
@@ -27,26 +38,30 @@ import jax.numpy as jnp
 
 from cnnjax import xla_cpu
 
-IMPLEMENTATIONS = ('lax', 'im2col', 'im2col_on_cpu')
+IMPLEMENTATIONS = ('lax', 'im2col', 'taps', 'auto')
 DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 # The kernel gradient is summed over chunks of at least this many output pixels (see the module
 # docstring); smaller batches of pixels are one product.
 MIN_CHUNK_PIXELS = 4096
 
 
-def resolve(implementation: str) -> str:
-  """'lax' or 'im2col'.
+def resolve(implementation: str, in_channels: int) -> str:
+  """'lax', 'im2col' or 'taps': what `implementation` computes for `in_channels` input channels.
 
-  'im2col_on_cpu' is 'im2col' where it was measured faster: JAX on the CPU with XLA's YNNPACK
-  fusions on (XLA's default; `cnnjax.xla_cpu`). With them off (as `launch.py` runs) XLA's own
-  convolution kernels beat it, and on accelerators so do their convolution libraries: 'lax'.
+  'auto' is the formulation measured fastest here (see the module docstring): 'lax' on
+  accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on (XLA's default;
+  `cnnjax.xla_cpu`), and with them off (as `launch.py` runs) 'taps' for one input channel and
+  'lax' for more.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'Conv2D implementation={implementation!r} is not one of {IMPLEMENTATIONS}')
-  if implementation == 'im2col_on_cpu':
-    on_cpu = jax.default_backend() == 'cpu'
-    return 'im2col' if on_cpu and xla_cpu.ynn_fusions_on() else 'lax'
-  return implementation
+  if implementation != 'auto':
+    return implementation
+  if jax.default_backend() != 'cpu':
+    return 'lax'
+  if xla_cpu.ynn_fusions_on():
+    return 'im2col'
+  return 'taps' if in_channels == 1 else 'lax'
 
 
 def conv_lax(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
@@ -112,6 +127,14 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                              kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())))
 
 
+def _input_gradient(x, kernel, strides, padding, dy):
+  """The gradient of `conv_lax` with respect to `x`: XLA's transposed convolution of dy."""
+  transpose = jax.linear_transpose(
+      functools.partial(conv_lax, kernel=kernel, strides=strides, padding=padding), x)
+  (d_x,) = transpose(dy)
+  return d_x
+
+
 def _conv_im2col_forward(x, kernel, strides, padding):
   # The patches are recomputed in the backward pass from x: inside one jit XLA shares them with
   # the forward pass's.
@@ -132,13 +155,39 @@ def _conv_im2col_backward(strides, padding, residuals, dy):
     # A batch of products, then the sum: one einsum over (chunk, pixel) would be one product.
     d_kernel = jnp.einsum('cmk,cmo->cko', p.reshape(chunks, -1, p.shape[-1]),
                           dy.reshape(chunks, -1, cout)).sum(axis=0)
-  transpose = jax.linear_transpose(
-      functools.partial(conv_lax, kernel=kernel, strides=strides, padding=padding), x)
-  (d_x,) = transpose(dy)
+  d_x = _input_gradient(x, kernel, strides, padding, dy)
   return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
 conv_im2col.defvjp(_conv_im2col_forward, _conv_im2col_backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+              padding: str) -> jax.Array:
+  """The convolution of `conv_lax` as a sum of per-tap products (see the module docstring)."""
+  kw, cin = kernel.shape[1], kernel.shape[2]
+  views = _views(x, kernel.shape, tuple(strides), padding)
+  terms = (view[..., c:c + 1] * kernel[t // kw, t % kw, c]
+           for t, view in enumerate(views) for c in range(cin))
+  return functools.reduce(jnp.add, terms)
+
+
+def _conv_taps_forward(x, kernel, strides, padding):
+  return conv_taps(x, kernel, strides, padding), (x, kernel)
+
+
+def _conv_taps_backward(strides, padding, residuals, dy):
+  x, kernel = residuals
+  strides = tuple(strides)
+  # (taps, N, OH, OW, Cin) against dy (N, OH, OW, Cout), contracted over the output pixels.
+  taps = jnp.stack(_views(x, kernel.shape, strides, padding))
+  d_kernel = jax.lax.dot_general(taps, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))
+  d_x = _input_gradient(x, kernel, strides, padding, dy)
+  return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+conv_taps.defvjp(_conv_taps_forward, _conv_taps_backward)
 
 
 def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
@@ -147,6 +196,6 @@ def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: s
   padding = padding.upper()
   if padding not in ('SAME', 'VALID'):
     raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
-  if resolve(implementation) == 'im2col':
-    return conv_im2col(x, kernel, tuple(strides), padding)
-  return conv_lax(x, kernel, strides, padding)
+  formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[
+      resolve(implementation, kernel.shape[2])]
+  return formulation(x, kernel, tuple(strides), padding)
