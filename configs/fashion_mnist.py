@@ -9,11 +9,12 @@ accuracy was 0.899 (measured on the machine below), short of the 0.905 this job 
     python launch.py --config configs/fashion_mnist.py --workdir runs/fashion_mnist
 
 Measured on 2026-11-24 on a 2-core AMD EPYC CPU machine (no GPU; jax 0.10.2, flax 0.12.8), as
-launch.py runs it (XLA:CPU without YNNPACK fusions, so `lax.conv`): test_accuracy 0.9109 (best
-epoch 5 by val_loss; val_accuracy 0.9167), 10-12 s per epoch, 1 min 07 s for `make train`. With
-XLA's default fusions (im2col convolutions; same arithmetic, rounded differently): 0.9095 at
-12-13 s per epoch. On 8 fake CPU devices with `--config.train.parallel=sharded` or `=pmap`
-(2026-11-23): 0.9114.
+launch.py runs it (XLA:CPU without YNNPACK fusions, glibc malloc with huge pages; the 'taps'
+conv1, `lax.conv` after it): test_accuracy 0.9117 (best epoch 5 by val_loss; val_accuracy
+0.9162), 9.6-11.3 s per epoch, 1 min 01 s for `make train`. With `lax.conv` throughout: 0.9109
+at 10-12 s per epoch; with XLA's default fusions (im2col convolutions): 0.9095 at 12-13 s (the
+same arithmetic, rounded differently). On 8 fake CPU devices with
+`--config.train.parallel=sharded` or `=pmap` (2026-11-23, `lax.conv`): 0.9114.
 """
 
 from cnnjax.config import base_config

@@ -15,45 +15,41 @@ def _value_and_grads(implementation, x, kernel, strides, padding):
   return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, kernel)
 
 
+def _check_against_lax(implementation, x, kernel, strides, padding):
+  """The named formulation's output and both gradients equal lax.conv's (up to rounding)."""
+  reference = convolution.conv_lax(x, kernel, strides, padding)
+  ours = convolution.convolve(x, kernel, strides, padding, implementation)
+  assert ours.shape == reference.shape
+  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+  (value, grads), (ref_value, ref_grads) = (
+      _value_and_grads(impl, x, kernel, strides, padding) for impl in (implementation, 'lax'))
+  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+  for ours, reference in zip(grads, ref_grads):
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize('padding', ['VALID', 'SAME'])
 @pytest.mark.parametrize('strides', [(1, 1), (2, 2), (2, 1)])
 @pytest.mark.parametrize('channels', [1, 5])
 @pytest.mark.parametrize('chunk_pixels', [1, convolution.MIN_CHUNK_PIXELS])
 def test_im2col_matches_lax(padding, strides, channels, chunk_pixels, monkeypatch):
-  """Output, input gradient and kernel gradient, with one input channel (taps-first layout) or
-  several, and with the kernel gradient summed over chunks of examples or in one product."""
+  """With one input channel (taps-first layout) or several, and with the kernel gradient summed
+  over chunks of examples or in one product."""
   monkeypatch.setattr(convolution, 'MIN_CHUNK_PIXELS', chunk_pixels)
   x = jax.random.normal(jax.random.key(0), (8, 10, 7, channels))
   kernel = jax.random.normal(jax.random.key(1), (3, 3, channels, 4))
-  reference = convolution.conv_lax(x, kernel, strides, padding)
-  ours = convolution.conv_im2col(x, kernel, strides, padding)
-  assert ours.shape == reference.shape
-  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
-  (value, grads), (ref_value, ref_grads) = (
-      _value_and_grads(impl, x, kernel, strides, padding) for impl in ('im2col', 'lax'))
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  for ours, reference in zip(grads, ref_grads):
-    assert ours.shape == reference.shape
-    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+  _check_against_lax('im2col', x, kernel, strides, padding)
 
 
 @pytest.mark.parametrize('padding', ['VALID', 'SAME'])
 @pytest.mark.parametrize('strides', [(1, 1), (2, 2), (2, 1)])
 @pytest.mark.parametrize('channels', [1, 3])
 def test_taps_matches_lax(padding, strides, channels):
-  """Output, input gradient and kernel gradient of the per-tap sum, one or several channels."""
+  """The per-tap sum, with one input channel or several and a non-square kernel."""
   x = jax.random.normal(jax.random.key(0), (4, 9, 7, channels))
   kernel = jax.random.normal(jax.random.key(1), (3, 2, channels, 5))
-  reference = convolution.conv_lax(x, kernel, strides, padding)
-  ours = convolution.conv_taps(x, kernel, strides, padding)
-  assert ours.shape == reference.shape
-  np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
-  (value, grads), (ref_value, ref_grads) = (
-      _value_and_grads(impl, x, kernel, strides, padding) for impl in ('taps', 'lax'))
-  np.testing.assert_allclose(value, ref_value, rtol=1e-5)
-  for ours, reference in zip(grads, ref_grads):
-    assert ours.shape == reference.shape
-    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+  _check_against_lax('taps', x, kernel, strides, padding)
 
 
 def test_kernel_gradient_chunks():
