@@ -13,6 +13,9 @@ Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.
 RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
 its output shape and the JAX operation (and layer) it was compiled from. That is where the step's
 time goes after XLA's fusion.
+
+The process runs as launch.py runs it (glibc malloc with huge pages, XLA:CPU without YNNPACK
+fusions), unless GLIBC_TUNABLES or XLA_FLAGS set those themselves.
 """
 
 import argparse
@@ -25,6 +28,14 @@ import re
 import tempfile
 import time
 
+from cnnjax import host_memory, xla_cpu  # Import no JAX.
+
+# As launch.py runs the training, before anything starts JAX.
+if __name__ == '__main__':
+  host_memory.restart_with_huge_pages()
+xla_cpu.turn_off_ynn_fusions()
+
+# pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -104,7 +115,7 @@ def main() -> None:
   parser.add_argument('--channels', type=int, default=1)
   parser.add_argument('--batch', type=int, default=64)
   parser.add_argument('--repeats', type=int, default=10)
-  parser.add_argument('--implementations', default='lax,im2col',
+  parser.add_argument('--implementations', default='auto,lax',
                       help='Conv2D implementations to time each conv layer with')
   parser.add_argument('--ops', type=int, default=0,
                       help='then list this many XLA operations of the train step by time')

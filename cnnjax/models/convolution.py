@@ -27,7 +27,7 @@ up to float rounding; `layers.Conv2D` picks one by name (`IMPLEMENTATIONS`).
   channels at 150x150 it lost to 'lax' in the train step.
 - 'auto' (the convnets' default): per layer and backend, the one measured fastest: 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on, and with them off 'taps' for
-  one input channel and 'lax' otherwise (`resolve`).
+  one input channel and 'lax' otherwise; 'lax' in multi-process runs (`resolve`).
 """
 
 import functools
@@ -51,13 +51,16 @@ def resolve(implementation: str, in_channels: int) -> str:
   'auto' is the formulation measured fastest here (see the module docstring): 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on (XLA's default;
   `cnnjax.xla_cpu`), and with them off (as `launch.py` runs) 'taps' for one input channel and
-  'lax' for more.
+  'lax' for more; 'lax' in a run of several processes.
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'Conv2D implementation={implementation!r} is not one of {IMPLEMENTATIONS}')
   if implementation != 'auto':
     return implementation
-  if jax.default_backend() != 'cpu':
+  # Several processes (JAX's distributed runtime, on the CPU through gloo collectives): 'lax'.
+  # With 'taps' there, a two-process pmap train step hung and a sharded one drifted 2% from
+  # the one-process run of the same devices (2026-11-24, not yet understood).
+  if jax.default_backend() != 'cpu' or jax.process_count() > 1:
     return 'lax'
   if xla_cpu.ynn_fusions_on():
     return 'im2col'
