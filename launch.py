@@ -10,16 +10,14 @@ import os
 import re
 import sys
 
-from cnnjax import host_memory, xla_cpu  # Import no JAX.
+from cnnjax import xla_cpu  # Imports no JAX.
 
 if __name__ == '__main__':
   # First thing: the same command again with glibc's malloc asking for transparent huge pages,
-  # which makes XLA:CPU's large buffers cheap to allocate (see cnnjax/host_memory.py); a
-  # GLIBC_TUNABLES that names the tunable itself is left as it is.
-  host_memory.restart_with_huge_pages()
-# Before anything starts JAX: XLA:CPU with YNNPACK's fusions off, measured faster on every
-# workload (see cnnjax/xla_cpu.py); an XLA_FLAGS that sets the flag itself is left as it is.
-xla_cpu.turn_off_ynn_fusions()
+  # which makes XLA:CPU's large buffers cheap to allocate (cnnjax/host_memory.py), then XLA:CPU
+  # with YNNPACK's fusions off, measured faster on every workload (cnnjax/xla_cpu.py); a
+  # GLIBC_TUNABLES or XLA_FLAGS that makes either setting itself is left as it is.
+  xla_cpu.run_as_launched()
 
 # pylint: disable=wrong-import-position
 from absl import app

@@ -28,12 +28,10 @@ import re
 import tempfile
 import time
 
-from cnnjax import host_memory, xla_cpu  # Import no JAX.
+from cnnjax import xla_cpu  # Imports no JAX.
 
-# As launch.py runs the training, before anything starts JAX.
 if __name__ == '__main__':
-  host_memory.restart_with_huge_pages()
-xla_cpu.turn_off_ynn_fusions()
+  xla_cpu.run_as_launched()  # Before anything starts JAX.
 
 # pylint: disable=wrong-import-position
 import jax

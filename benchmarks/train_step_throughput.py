@@ -26,14 +26,11 @@ import time
 
 import numpy as np
 
-from cnnjax import host_memory, xla_cpu  # Import no JAX.
+from cnnjax import xla_cpu  # Imports no JAX.
 from machine import machine_description
 
-# As launch.py runs the training (see cnnjax/host_memory.py and cnnjax/xla_cpu.py), before
-# anything starts JAX.
 if __name__ == '__main__':
-  host_memory.restart_with_huge_pages()
-xla_cpu.turn_off_ynn_fusions()
+  xla_cpu.run_as_launched()  # Before anything starts JAX.
 
 
 def load_config(path: str):

@@ -6,10 +6,13 @@ machine this project measures on, its own (Eigen) kernels were faster for every 
 150x150 convnet's step 1.25x with `lax.conv`; README, Speed). XLA reads `XLA_FLAGS` once, when
 its CPU backend starts, so `launch.py` calls `turn_off_ynn_fusions` before anything starts JAX,
 and `cnnjax.models.convolution` asks `ynn_fusions_on` which convolution formulation to use on
-the CPU. This module imports no JAX.
+the CPU. `run_as_launched` applies it together with `cnnjax.host_memory`'s huge pages. This
+module imports no JAX.
 """
 
 import os
+
+from cnnjax import host_memory
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 
@@ -32,3 +35,15 @@ def turn_off_ynn_fusions() -> None:
   xla_flags = os.environ.get('XLA_FLAGS', '')
   if FLAG not in xla_flags:
     os.environ['XLA_FLAGS'] = f'{xla_flags} {FLAG}='.strip()
+
+
+def run_as_launched() -> None:
+  """Sets up this process as `launch.py` runs: glibc malloc with huge pages, then YNNPACK off.
+
+  For launch.py and the benchmark scripts that should measure as it runs. Call it first thing in
+  a script's `__main__`: the huge-page restart (`host_memory.restart_with_huge_pages`) starts the
+  command again from the top, and XLA reads its flags when JAX's CPU backend starts. Either
+  setting is left alone where the environment already makes it.
+  """
+  host_memory.restart_with_huge_pages()
+  turn_off_ynn_fusions()

@@ -1,6 +1,9 @@
-"""Shared fixtures: a tiny training config on a slice of the real Fashion-MNIST files."""
+"""Shared fixtures: a tiny training config on a slice of the real Fashion-MNIST files, and the
+process environment launch.py sets up."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -26,3 +29,24 @@ def tiny_config():
   config.train.batch_size = 32
   config.train.eval_batch_size = 128
   return config
+
+
+@pytest.fixture
+def launch_environment():
+  """A function: GLIBC_TUNABLES and XLA_FLAGS as launch.py's process sees them after its start-up
+  (any restart included), run in a fresh process whose environment has neither variable but the
+  `extra` ones; returns that process's output, lines 'TUNABLES=...' and 'FLAGS=...'."""
+  script = ('import runpy, sys, os\n'
+            'sys.argv = ["launch.py", "--helpshort"]\n'
+            'try:\n'
+            '  runpy.run_path("launch.py", run_name="__main__")\n'
+            'except SystemExit:\n'
+            '  pass\n'
+            'print("TUNABLES=" + os.environ.get("GLIBC_TUNABLES", "<unset>"))\n'
+            'print("FLAGS=" + os.environ.get("XLA_FLAGS", ""))\n')
+
+  def run(extra: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ('GLIBC_TUNABLES', 'XLA_FLAGS')}
+    return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          env={**env, **extra}, check=True, cwd=REPO).stdout
+  return run

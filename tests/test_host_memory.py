@@ -1,15 +1,12 @@
 """The huge-page request launch.py makes of glibc's malloc for XLA:CPU's buffers."""
 
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
 from cnnjax import host_memory
-
-REPO = pathlib.Path(__file__).parent.parent
 
 
 def test_tunable_added_unless_named():
@@ -36,32 +33,16 @@ def test_availability_reads_the_selected_mode(tmp_path):
   assert not host_memory.huge_pages_available(str(tmp_path / 'missing'))
 
 
-def _launch_environment(extra: dict[str, str]) -> str:
-  """GLIBC_TUNABLES and XLA_FLAGS as launch.py's process (after any restart) sees them."""
-  script = ('import runpy, sys, os\n'
-            'sys.argv = ["launch.py", "--helpshort"]\n'
-            'try:\n'
-            '  runpy.run_path("launch.py", run_name="__main__")\n'
-            'except SystemExit:\n'
-            '  pass\n'
-            'print("TUNABLES=" + os.environ.get("GLIBC_TUNABLES", "<unset>"))\n'
-            'print("FLAGS=" + os.environ.get("XLA_FLAGS", ""))\n')
-  env = {k: v for k, v in os.environ.items() if k not in ('GLIBC_TUNABLES', 'XLA_FLAGS')}
-  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                       env={**env, **extra}, check=True, cwd=REPO)
-  return out.stdout
-
-
 @pytest.mark.skipif(not host_memory.huge_pages_available(),
                     reason='no glibc or no transparent huge pages on this machine')
-def test_launch_restarts_with_huge_pages_once():
+def test_launch_restarts_with_huge_pages_once(launch_environment):
   """launch.py's process runs with the tunable (after one restart: the script's output shows
   once), with its XLA flag too; a user's own setting is kept."""
-  out = _launch_environment({})
+  out = launch_environment({})
   assert out.count('TUNABLES=') == 1
   assert 'TUNABLES=glibc.malloc.hugetlb=1\n' in out
   assert 'FLAGS=--xla_cpu_experimental_ynn_fusion_type=\n' in out
-  out = _launch_environment({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
+  out = launch_environment({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
   assert 'TUNABLES=glibc.malloc.hugetlb=0\n' in out
 
 

@@ -1,9 +1,6 @@
 """The XLA:CPU setting launch.py applies, and the convolution formulation that follows from it."""
 
 import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 
@@ -50,17 +47,6 @@ def test_auto_convolution_follows_the_flag_and_the_channels(monkeypatch):
   assert convolution.resolve('auto', 1) == 'lax'
 
 
-def test_launch_sets_the_flag_before_jax_starts():
+def test_launch_sets_the_flag_before_jax_starts(launch_environment):
   """launch.py's process runs with the flag (and a convnet there resolves to lax)."""
-  script = (
-      'import runpy, sys, os\n'
-      'sys.argv = ["launch.py", "--helpshort"]\n'
-      'try:\n'
-      '  runpy.run_path("launch.py", run_name="__main__")\n'
-      'except SystemExit:\n'
-      '  pass\n'
-      'print("FLAGS=" + os.environ.get("XLA_FLAGS", ""))\n')
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, env=env,
-                       check=True, cwd=pathlib.Path(__file__).parent.parent)
-  assert 'FLAGS=--xla_cpu_experimental_ynn_fusion_type=' in out.stdout
+  assert 'FLAGS=--xla_cpu_experimental_ynn_fusion_type=\n' in launch_environment({})

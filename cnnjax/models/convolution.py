@@ -103,11 +103,6 @@ def patches(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
   return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
-def _stack_taps(views: list[jax.Array]) -> jax.Array:
-  """The views of a one-channel input as a (kh*kw, N*OH*OW) matrix of patches, taps first."""
-  return jnp.stack(views).reshape(len(views), -1)
-
-
 def _chunks(examples: int, pixels_per_example: int) -> int:
   """How many chunks of examples the kernel gradient's product is split into (1, 2, 4 or 8)."""
   fitting = [c for c in (8, 4, 2) if examples % c == 0
@@ -123,11 +118,18 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   strides = tuple(strides)
   if cin == 1:
     views = _views(x, kernel.shape, strides, padding)
-    y = jax.lax.dot_general(_stack_taps(views), kernel.reshape(kh * kw, cout),
-                            (((0,), (0,)), ((), ())))
+    taps = jnp.stack(views).reshape(kh * kw, -1)  # Taps first (see the module docstring).
+    y = jax.lax.dot_general(taps, kernel.reshape(kh * kw, cout), (((0,), (0,)), ((), ())))
     return y.reshape(*views[0].shape[:3], cout)
   return jax.lax.dot_general(patches(x, kernel.shape, strides, padding),
                              kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())))
+
+
+def _taps_kernel_gradient(x, kernel, strides, padding, dy):
+  """The kernel gradient as the taps (kh*kw, N, OH, OW, Cin) against dy (N, OH, OW, Cout),
+  contracted over the output pixels."""
+  taps = jnp.stack(_views(x, kernel.shape, strides, padding))
+  return jax.lax.dot_general(taps, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))
 
 
 def _input_gradient(x, kernel, strides, padding, dy):
@@ -149,8 +151,7 @@ def _conv_im2col_backward(strides, padding, residuals, dy):
   kh, kw, cin, cout = kernel.shape
   strides = tuple(strides)
   if cin == 1:
-    taps = _stack_taps(_views(x, kernel.shape, strides, padding))
-    d_kernel = taps @ dy.reshape(-1, cout)
+    d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dy)
   else:
     p = patches(x, kernel.shape, strides, padding)
     n = p.shape[0]
@@ -183,9 +184,7 @@ def _conv_taps_forward(x, kernel, strides, padding):
 def _conv_taps_backward(strides, padding, residuals, dy):
   x, kernel = residuals
   strides = tuple(strides)
-  # (taps, N, OH, OW, Cin) against dy (N, OH, OW, Cout), contracted over the output pixels.
-  taps = jnp.stack(_views(x, kernel.shape, strides, padding))
-  d_kernel = jax.lax.dot_general(taps, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))
+  d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dy)
   d_x = _input_gradient(x, kernel, strides, padding, dy)
   return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
