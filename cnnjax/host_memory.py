@@ -10,10 +10,10 @@ transparent huge pages (`madvise`), 2 MiB at a time: 900 faults and 11 ms for th
 and the train steps ran faster: cats_vs_dogs_150 1.24x, small_convnet 1.06x (README, Speed).
 
 glibc reads its tunables from the GLIBC_TUNABLES variable once, when the process starts, so
-`launch.py` calls `restart_with_huge_pages` first thing: it starts the same command again in
-place (`os.execve`) with the tunable added, unless GLIBC_TUNABLES already names it (the user's
-choice wins; `glibc.malloc.hugetlb=0` turns it off) or the machine has no transparent huge pages
-to give. This module imports no JAX.
+`launch.py` calls `restart_with_huge_pages` first thing (through `xla_cpu.run_as_launched`): it
+starts the same command again in place (`os.execve`) with the tunable added, unless
+GLIBC_TUNABLES already names it (the user's choice wins; `glibc.malloc.hugetlb=0` turns it off)
+or the machine has no transparent huge pages to give. This module imports no JAX.
 """
 
 import os
