@@ -25,9 +25,13 @@ modules (`vgg16`) map a file's names onto a model's layers; `merge_params` check
 the model and lists everything that does not fit. Nothing here downloads.
 """
 
-from cnnjax.weights.files import FORMATS, detect_format
-from cnnjax.weights.merge import merge_params
+from cnnjax.weights.files import FORMATS, WeightFile, detect_format, read_weights
+from cnnjax.weights.merge import merge_params, merge_variables
+from cnnjax.weights.registry import (WeightTable, identify_architecture, load_weights,
+                                     register_weights, weight_table)
 from cnnjax.weights.torch_state_dict import read_state_dict
 from cnnjax.weights.vgg16 import load_vgg16_weights
 
-__all__ = ['FORMATS', 'detect_format', 'load_vgg16_weights', 'merge_params', 'read_state_dict']
+__all__ = ['FORMATS', 'WeightFile', 'WeightTable', 'detect_format', 'identify_architecture',
+           'load_vgg16_weights', 'load_weights', 'merge_params', 'merge_variables',
+           'read_state_dict', 'read_weights', 'register_weights', 'weight_table']

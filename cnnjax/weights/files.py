@@ -5,13 +5,16 @@ name: an ImageNet file renamed by hand still loads. cnnjax never downloads weigh
 file is an error that says where the user can get one.
 """
 
+import dataclasses
 import os
 import tarfile
 import zipfile
+from typing import Any
 
 import h5py
 
 from cnnjax.errors import DataError
+from cnnjax.weights import keras_h5, torch_state_dict
 
 KERAS_LEGACY_H5 = 'keras_legacy_h5'    # Keras 2 / tf.keras HDF5 (also Keras 3's legacy writer).
 KERAS_WEIGHTS_H5 = 'keras_weights_h5'  # Keras 3 `model.save_weights('x.weights.h5')`.
@@ -52,3 +55,37 @@ def detect_format(path: str | os.PathLike) -> str:
     return TORCH
   raise DataError(f'{path!r} is neither an HDF5 file (Keras weights) nor a PyTorch state dict '
                   '(torch.save); check that the download completed')
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFile:
+  """A weights file as its format's reader returns it, before any model's names are applied.
+
+  Attributes:
+    path: where it was read from.
+    format: one of FORMATS.
+    arrays: for the Keras formats, {layer name: [arrays in the layer's weight order]} in the
+      file's order (Keras 3 files whose layers carry no name attribute are keyed by class key and
+      creation order instead: 'conv2d', 'conv2d_1', ...); for torch, {state-dict key: array}.
+  """
+
+  path: str
+  format: str
+  arrays: dict[str, Any]
+
+  @property
+  def names(self) -> list[str]:
+    return list(self.arrays)
+
+
+def read_weights(path: str | os.PathLike) -> WeightFile:
+  """Reads a weights file of any format cnnjax knows (detected from its content)."""
+  path = os.fspath(path)
+  kind = detect_format(path)
+  if kind == TORCH:
+    arrays = torch_state_dict.read_state_dict(path)
+  elif kind == KERAS_WEIGHTS_H5:
+    arrays = keras_h5.read_keras3_weights_h5(path)
+  else:
+    arrays = keras_h5.read_legacy_h5(path)
+  return WeightFile(path, kind, dict(arrays))

@@ -89,7 +89,7 @@ def read_legacy_h5(path: str | os.PathLike) -> LayerWeights:
   return weights
 
 
-def _class_key(key: str) -> tuple[str, int]:
+def class_key(key: str) -> tuple[str, int]:
   """'conv2d_12' -> ('conv2d', 12); 'conv2d' -> ('conv2d', 0): how Keras 3 keys its layers."""
   base, index = re.fullmatch(r'(.+?)(?:_(\d+))?', key).groups()
   return base, int(index or 0)
@@ -116,7 +116,7 @@ def read_keras3_weights_h5(
   with h5py.File(path, 'r') as f:
     if 'layers' not in f:
       raise DataError(f"{path!r} has no 'layers' group: it is not a Keras 3 .weights.h5 file")
-    for key in sorted(f['layers'], key=_class_key):
+    for key in sorted(f['layers'], key=class_key):
       layer = f['layers'][key]
       if 'layers' in layer:
         raise DataError(f'{path!r} holds a nested model under layers/{key}; save the weights of '
@@ -129,7 +129,7 @@ def read_keras3_weights_h5(
       if isinstance(name, bytes):
         name = name.decode('utf8')
       if not name:
-        base, index = _class_key(key)
+        base, index = class_key(key)
         names = table.get(base, ())
         name = names[index] if index < len(names) else key
       weights[name] = [np.asarray(variables[i]) for i in sorted(variables, key=int)]

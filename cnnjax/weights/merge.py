@@ -55,14 +55,35 @@ def merge_params(target: Params, loaded: Params, *, allow_missing: Sequence[str]
     DataError: listing every parameter missing from `loaded` (and not allowed to be), every
       loaded parameter the model does not have, and every shape that differs.
   """
-  flat_target, flat_loaded = _flatten(target), _flatten(loaded)
+  return merge_variables({'params': target}, {'params': loaded}, allow_missing=allow_missing,
+                         source=source)['params']
+
+
+def merge_variables(target: Mapping[str, Params], loaded: Mapping[str, Params], *,
+                    allow_missing: Sequence[str] = (),
+                    source: str | None = None) -> dict[str, dict[str, Any]]:
+  """`merge_params` for whole variable collections: {'params': ..., 'batch_stats': ...}.
+
+  Every collection of the target is merged with the loaded one of the same name (a BatchNorm's
+  moving statistics must come from the file as its scale and offset do); `allow_missing`
+  patterns apply to the paths within each collection ('fc' allows 'params/fc/kernel'). All the
+  problems of every collection are listed in one DataError, each path prefixed by its
+  collection when there are several.
+  """
   patterns = [re.compile(p) for p in allow_missing]
-  missing = [p for p in flat_target if p not in flat_loaded and not _allowed(p, patterns)]
-  extra = [p for p in flat_loaded if p not in flat_target]
-  wrong_shapes = [
-      f'{p}: {tuple(np.shape(flat_loaded[p]))} loaded, {tuple(np.shape(flat_target[p]))} in the '
-      'model' for p in flat_target
-      if p in flat_loaded and np.shape(flat_loaded[p]) != np.shape(flat_target[p])]
+  prefix = len(set(target) | set(loaded)) > 1
+  missing, extra, wrong_shapes = [], [], []
+  for collection in list(target) + [c for c in loaded if c not in target]:
+    flat_target = _flatten(target.get(collection, {}))
+    flat_loaded = _flatten(loaded.get(collection, {}))
+    name = (lambda p, c=collection: f'{c}/{p}') if prefix else (lambda p: p)
+    missing += [name(p) for p in flat_target
+                if p not in flat_loaded and not _allowed(p, patterns)]
+    extra += [name(p) for p in flat_loaded if p not in flat_target]
+    wrong_shapes += [
+        f'{name(p)}: {tuple(np.shape(flat_loaded[p]))} loaded, '
+        f'{tuple(np.shape(flat_target[p]))} in the model' for p in flat_target
+        if p in flat_loaded and np.shape(flat_loaded[p]) != np.shape(flat_target[p])]
   if missing or extra or wrong_shapes:
     weights = f'the weights from {source}' if source else 'the loaded weights'
     lines = [f'{weights} do not fit the model:']
@@ -75,12 +96,15 @@ def merge_params(target: Params, loaded: Params, *, allow_missing: Sequence[str]
     lines.append('Check the model variant (include_top, input size, num_outputs) against the '
                  'file; a layer trained from scratch goes in allow_missing.')
     raise DataError('\n'.join(lines))
-  unset = [p for p, value in flat_target.items()
-           if p not in flat_loaded and isinstance(value, jax.ShapeDtypeStruct)]
-  if unset:
-    raise ValueError(f'{", ".join(unset)} are allowed to be missing but the target holds only '
-                     'their shapes; pass initialized parameters (model.init) as the target')
-  merged = {
-      p: jnp.asarray(flat_loaded[p], dtype=value.dtype) if p in flat_loaded else value
-      for p, value in flat_target.items()}
-  return traverse_util.unflatten_dict(merged, sep='/')
+  merged = {}
+  for collection, tree in target.items():
+    flat_target, flat_loaded = _flatten(tree), _flatten(loaded.get(collection, {}))
+    unset = [p for p, value in flat_target.items()
+             if p not in flat_loaded and isinstance(value, jax.ShapeDtypeStruct)]
+    if unset:
+      raise ValueError(f'{", ".join(unset)} are allowed to be missing but the target holds only '
+                       'their shapes; pass initialized parameters (model.init) as the target')
+    merged[collection] = traverse_util.unflatten_dict({
+        p: jnp.asarray(flat_loaded[p], dtype=value.dtype) if p in flat_loaded else value
+        for p, value in flat_target.items()}, sep='/')
+  return merged

@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnjax.errors import DataError
 from cnnjax.models.vgg16 import BLOCKS, CONV_LAYERS, TOP_LAYERS
-from cnnjax.weights import files, keras_h5, torch_state_dict
+from cnnjax.weights import files, keras_h5, registry
 
 KERAS_URL = ('https://storage.googleapis.com/tensorflow/keras-applications/vgg16/'
              'vgg16_weights_tf_dim_ordering_tf_kernels.h5')
@@ -84,6 +84,33 @@ def params_from_torchvision(state_dict: dict[str, np.ndarray]) -> dict[str, dict
   return params
 
 
+def _keras3_layer_name(key: str) -> str:
+  """A Keras 3 class key ('conv2d_3') as VGG16's layer name; other keys stay as they are."""
+  base, index = keras_h5.class_key(key)
+  names = KERAS3_LAYERS_BY_CLASS.get(base, ())
+  return names[index] if index < len(names) else key
+
+
+def params_from_file(weight_file: files.WeightFile) -> dict[str, dict[str, np.ndarray]]:
+  """VGG16 parameters from a weights file of any format, with whatever layers it holds."""
+  if weight_file.format == files.TORCH:
+    return params_from_torchvision(weight_file.arrays)
+  arrays = weight_file.arrays
+  if weight_file.format == files.KERAS_WEIGHTS_H5:
+    arrays = {_keras3_layer_name(key): value for key, value in arrays.items()}
+  return keras_h5.to_flax_params(arrays)
+
+
+def identify(weight_file: files.WeightFile) -> str | None:
+  """'vgg16' when the file holds VGG16's first convolution under a name VGG16 files use."""
+  names = weight_file.names
+  if weight_file.format == files.TORCH:
+    return 'vgg16' if 'features.0.weight' in names and 'features.28.weight' in names else None
+  if weight_file.format == files.KERAS_WEIGHTS_H5:
+    names = [_keras3_layer_name(key) for key in names]
+  return 'vgg16' if 'block1_conv1' in names and 'block5_conv3' in names else None
+
+
 def load_vgg16_weights(path: str | os.PathLike, *,
                        include_top: bool | None = None) -> dict[str, dict[str, np.ndarray]]:
   """VGG16 parameters from a Keras or torchvision weights file, in whichever format it is.
@@ -100,14 +127,7 @@ def load_vgg16_weights(path: str | os.PathLike, *,
     Nothing is checked against a model here: `merge_params` does that.
   """
   path = files.require_file(path, WHERE_TO_GET)
-  kind = files.detect_format(path)
-  if kind == files.TORCH:
-    params = params_from_torchvision(torch_state_dict.read_state_dict(path))
-  elif kind == files.KERAS_WEIGHTS_H5:
-    params = keras_h5.to_flax_params(
-        keras_h5.read_keras3_weights_h5(path, KERAS3_LAYERS_BY_CLASS))
-  else:
-    params = keras_h5.to_flax_params(keras_h5.read_legacy_h5(path))
+  params = params_from_file(files.read_weights(path))
   if include_top is False:
     params = {name: value for name, value in params.items() if name not in TOP_LAYERS}
   elif include_top:
@@ -118,3 +138,17 @@ def load_vgg16_weights(path: str | os.PathLike, *,
                       f'with allow_missing for a new head), or use the with-top file {KERAS_URL} '
                       f'or {TORCHVISION_URL}')
   return params
+
+
+def _to_variables(weight_file: files.WeightFile, model_name: str) -> dict:
+  params = params_from_file(weight_file)
+  if model_name == 'vgg16_base':
+    params = {name: value for name, value in params.items() if name not in TOP_LAYERS}
+  return {'params': params}
+
+
+registry.register_weights(registry.WeightTable(
+    family='VGG16', models=('vgg16', 'vgg16_base', 'vgg16_transfer'), to_variables=_to_variables,
+    identify=identify, where_to_get=WHERE_TO_GET,
+    preprocess={files.KERAS_LEGACY_H5: 'caffe', files.KERAS_WEIGHTS_H5: 'caffe',
+                files.TORCH: 'torch'}))
