@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # JAX's start-up chatter is not for the user.
   config = _CONFIG.value
   # Imported here so that `--help` and flag errors come back fast, before JAX loads.
-  from cnnjax.parallel import initialize_distributed  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.parallel import initialize_distributed  # pylint: disable=import-outside-toplevel
   from cnnjax.summary import config_summary  # pylint: disable=import-outside-toplevel
   if initialize_distributed(dict(os.environ)):
     import jax  # pylint: disable=import-outside-toplevel
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
       from cnnjax.visualize.job import run  # pylint: disable=import-outside-toplevel
       run(config, _WORKDIR.value)
       return
-    from cnnjax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+    from cnnjax.training.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
     train_and_evaluate(config, _WORKDIR.value)
   except CnnjaxError as e:
     print(f'error: {e}', file=sys.stderr)

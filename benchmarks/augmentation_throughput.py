@@ -46,11 +46,11 @@ def best_rate(run_batch, batch: int, steps: int, repeats: int) -> float:
 def train_step_rates(images: np.ndarray, kinds: tuple, steps: int, repeats: int) -> dict:
   """Images/s of the cats-vs-dogs train step per augmentation kind, best of interleaved rounds."""
   from cnnjax.config import base_config  # pylint: disable=import-outside-toplevel
-  from cnnjax.losses import get_objective  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.losses import get_objective  # pylint: disable=import-outside-toplevel
   from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
-  from cnnjax.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
-  from cnnjax.parallel import create_parallel  # pylint: disable=import-outside-toplevel
-  from cnnjax.train_state import create_train_state  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.parallel import create_parallel  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.train_state import create_train_state  # pylint: disable=import-outside-toplevel
 
   config = base_config()
   config.model.name = 'cats_vs_dogs_150'

@@ -9,7 +9,7 @@ convolution's two gradients cost several times its forward.
     python benchmarks/conv_profile.py [--model small_convnet --size 28 --channels 1 --batch 64]
     python benchmarks/conv_profile.py --model cats_vs_dogs_150 --size 150 --channels 3 --batch 32
 
-Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.steps.train_step`,
+Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.training.steps.train_step`,
 RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
 its output shape and the JAX operation (and layer) it was compiled from. That is where the step's
 time goes after XLA's fusion.
@@ -39,12 +39,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cnnjax import steps
+from cnnjax.training import steps
 from cnnjax.config import base_config
-from cnnjax.losses import get_objective
+from cnnjax.training.losses import get_objective
 from cnnjax.models import create_model, layer_outputs, layers
-from cnnjax.optimizers import create_optimizer
-from cnnjax.train_state import create_train_state
+from cnnjax.training.optimizers import create_optimizer
+from cnnjax.training.train_state import create_train_state
 from cnnjax.models.layer_outputs import layer_types
 from machine import machine_description
 

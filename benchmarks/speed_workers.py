@@ -13,7 +13,7 @@ stderr):
 Every framework trains the same architecture with the same optimizer (RMSprop, rho 0.9, epsilon
 1e-7 outside the square root, learning rate 1e-3) on the same random batches held in host memory,
 fed one batch at a time as its users feed them: cnnjax by its own jitted train step
-(`cnnjax.parallel.create_parallel('single', ...)`), Keras 3 (JAX backend) by `model.fit` on the
+(`cnnjax.training.parallel.create_parallel('single', ...)`), Keras 3 (JAX backend) by `model.fit` on the
 arrays without shuffling, so that every framework sees the same batches in the same order (the
 epoch timed from inside by a callback, so `fit`'s set-up is not counted), PyTorch by
 the usual eager loop. Prediction workloads time Keras' `model.predict`, a `jax.jit` of the cnnjax
@@ -97,14 +97,14 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import ml_collections  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
-  from cnnjax import steps as steps_lib  # pylint: disable=import-outside-toplevel
+  from cnnjax.training import steps as steps_lib  # pylint: disable=import-outside-toplevel
   from cnnjax.config import base_config  # pylint: disable=import-outside-toplevel
-  from cnnjax.losses import get_objective  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.losses import get_objective  # pylint: disable=import-outside-toplevel
   from cnnjax.models import create_model, layers  # pylint: disable=import-outside-toplevel
   from cnnjax.models.vgg16 import VGG16  # pylint: disable=import-outside-toplevel
-  from cnnjax.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
-  from cnnjax.parallel import create_parallel  # pylint: disable=import-outside-toplevel
-  from cnnjax.train_state import create_train_state  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.parallel import create_parallel  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.train_state import create_train_state  # pylint: disable=import-outside-toplevel
 
   dtype, conv = 'float32', None
   for option in variant.split(',')[1:]:
@@ -174,7 +174,7 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
         head, create_optimizer(train_config, steps), feature_shape, seed=0), device)
 
     def frozen_step(state, base_params, batch):
-      """`cnnjax.steps.train_step` with the base's output a constant: only the head trains."""
+      """`cnnjax.training.steps.train_step` with the base's output a constant: only the head trains."""
       rngs = {'dropout': state.step_key(steps_lib.DROPOUT)}
       features = base.apply({'params': base_params}, batch['image']).astype(jnp.float32)
 

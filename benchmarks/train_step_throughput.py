@@ -44,12 +44,12 @@ def measure(config_path: str, mode: str, steps: int, repeats: int) -> dict:
   """Runs in this process: images/s of the step alone and of the fed loop."""
   import jax  # pylint: disable=import-outside-toplevel
   from cnnjax import data as data_lib  # pylint: disable=import-outside-toplevel
-  from cnnjax.losses import get_objective  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.losses import get_objective  # pylint: disable=import-outside-toplevel
   from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
-  from cnnjax.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
-  from cnnjax.parallel import create_parallel  # pylint: disable=import-outside-toplevel
-  from cnnjax.steps import add_metrics, summarize  # pylint: disable=import-outside-toplevel
-  from cnnjax.train_state import create_train_state  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.parallel import create_parallel  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.steps import add_metrics, summarize  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.train_state import create_train_state  # pylint: disable=import-outside-toplevel
 
   config = load_config(config_path)
   batch_size = config.train.batch_size

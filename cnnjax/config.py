@@ -80,7 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
   train.parallel = 'auto'      # 'single', 'sharded' (jit over a device mesh), 'pmap'; 'auto':
                                # sharded when there is more than one device.
-  # Freezing and per-group learning rates (cnnjax/optimizers.py): 'PATTERN=VALUE' strings, the
+  # Freezing and per-group learning rates (cnnjax/training/optimizers.py): 'PATTERN=VALUE' strings, the
   # first matching pattern wins, VALUE 'frozen' or a learning-rate multiplier; e.g.
   # ('block[1-4]_.*=frozen', '.*=1'). Every parameter must match one; (): all train at 1x.
   train.param_groups = ()

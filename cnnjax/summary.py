@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnjax.models import create_model
 from cnnjax.models.layer_outputs import layer_outputs, layer_types
-from cnnjax.optimizers import ParamGroup, assign_groups, frozen_paths, param_groups
+from cnnjax.training.param_groups import ParamGroup, assign_groups, frozen_paths, param_groups
 
 ParamPath = tuple[str, ...]
 _WIDTHS = (29, 26, 10)

@@ -13,11 +13,11 @@ import numpy as np
 import optax
 
 from cnnjax import augment
-from cnnjax.checkpointing import Checkpoints
-from cnnjax.losses import get_objective
+from cnnjax.training.checkpointing import Checkpoints
+from cnnjax.training.losses import get_objective
 from cnnjax.models.convnet import ConvNet
-from cnnjax.parallel import create_parallel
-from cnnjax.train_state import create_train_state
+from cnnjax.training.parallel import create_parallel
+from cnnjax.training.train_state import create_train_state
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 GLOBAL_BATCH = 16

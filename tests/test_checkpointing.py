@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax.checkpointing import Checkpoints
+from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.errors import CnnjaxError
 
 

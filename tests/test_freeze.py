@@ -11,14 +11,15 @@ import pytest
 
 from cnnjax.config import base_config
 from cnnjax.errors import ConfigError
-from cnnjax.losses import get_objective
+from cnnjax.training.losses import get_objective
 from cnnjax.models.vgg_classifier import VGGClassifier
-from cnnjax.optimizers import (create_optimizer, frozen_paths, param_groups, parse_param_groups,
-                               partition_labels)
-from cnnjax.parallel import create_parallel
-from cnnjax.steps import train_step
+from cnnjax.training.optimizers import create_optimizer
+from cnnjax.training.param_groups import (frozen_paths, param_groups, parse_param_groups,
+                                          partition_labels)
+from cnnjax.training.parallel import create_parallel
+from cnnjax.training.steps import train_step
 from cnnjax.summary import config_summary
-from cnnjax.train_state import create_train_state, init_params, split_params
+from cnnjax.training.train_state import create_train_state, init_params, split_params
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 SHAPE = (8, 8, 1)
@@ -264,7 +265,7 @@ def test_bad_groups_fail_the_summary_too():
 
 
 def test_a_partitioned_state_round_trips_through_a_checkpoint(tmp_path):
-  from cnnjax.checkpointing import Checkpoints  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.checkpointing import Checkpoints  # pylint: disable=import-outside-toplevel
   groups = ('block.*=frozen', '.*=0.5')
   state = tiny_state(optimizer='adamw', param_groups=groups)
   state = state.replace(step=3, opt_state=jax.tree.map(lambda x: x + 1, state.opt_state))

@@ -4,8 +4,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from cnnjax.history import as_columns, write_history, read_history
-from cnnjax.learning_curves import plot_learning_curves, smooth_curve
+from cnnjax.training.history import as_columns, write_history, read_history
+from cnnjax.training.learning_curves import plot_learning_curves, smooth_curve
 
 
 def test_smooth_curve_is_the_reference_ema():

@@ -8,8 +8,8 @@ import pytest
 
 from cnnjax.config import base_config
 from cnnjax.errors import ConfigError
-from cnnjax.losses import get_objective
-from cnnjax.optimizers import OPTIMIZERS, create_optimizer, learning_rate_schedule
+from cnnjax.training.losses import get_objective
+from cnnjax.training.optimizers import OPTIMIZERS, create_optimizer, learning_rate_schedule
 
 
 def test_sparse_categorical_crossentropy_by_hand():

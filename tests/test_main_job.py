@@ -2,7 +2,7 @@
 
 import pytest
 
-from cnnjax.train import train_and_evaluate
+from cnnjax.training.train import train_and_evaluate
 
 from test_summary import load_config
 

@@ -4,7 +4,7 @@ import io
 
 import jax.numpy as jnp
 
-from cnnjax.progress import EpochProgress
+from cnnjax.training.progress import EpochProgress
 
 
 def sums(step):

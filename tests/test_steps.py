@@ -7,11 +7,11 @@ import numpy as np
 import optax
 
 from cnnjax import augment
-from cnnjax.losses import get_objective
+from cnnjax.training.losses import get_objective
 from cnnjax.models.convnet import ConvNet
-from cnnjax.parallel import create_parallel
-from cnnjax.steps import add_metrics, eval_step, summarize, train_images
-from cnnjax.train_state import create_train_state
+from cnnjax.training.parallel import create_parallel
+from cnnjax.training.steps import add_metrics, eval_step, summarize, train_images
+from cnnjax.training.train_state import create_train_state
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from cnnjax.errors import CnnjaxError, ConfigError
-from cnnjax.history import read_history
-from cnnjax.train import train_and_evaluate
+from cnnjax.training.history import read_history
+from cnnjax.training.train import train_and_evaluate
 
 TIMING = ('epoch_seconds', 'images_per_second')
 

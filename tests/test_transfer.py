@@ -17,7 +17,7 @@ from cnnjax.data import load_datasets
 from cnnjax.data.subsets import select_subsets, subsets_from_config
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models.vgg_classifier import VGGClassifier
-from cnnjax.train import train_and_evaluate
+from cnnjax.training.train import train_and_evaluate
 from cnnjax.transfer import features as features_lib
 from cnnjax.transfer.pretrained import init_from_pretrained, load_run_params
 

@@ -13,7 +13,7 @@ from PIL import Image
 from cnnjax.errors import ConfigError
 from cnnjax.models import MODELS
 from cnnjax.models.convnet import ConvNet
-from cnnjax.train import train_and_evaluate
+from cnnjax.training.train import train_and_evaluate
 from cnnjax.visualize import job
 
 from test_summary import load_config

@@ -68,8 +68,9 @@ def resolve(implementation: str, in_channels: int) -> str:
 
 
 def conv_lax(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-             padding: str) -> jax.Array:
-  """XLA's convolution of NHWC `x` with an HWIO `kernel`; padding 'SAME' or 'VALID'."""
+             padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+  """XLA's convolution of NHWC `x` with an HWIO `kernel`; padding 'SAME', 'VALID' or explicit
+  ((top, bottom), (left, right))."""
   return jax.lax.conv_general_dilated(x, kernel, window_strides=tuple(strides), padding=padding,
                                       dimension_numbers=DIMENSION_NUMBERS)
 
@@ -192,12 +193,38 @@ def _conv_taps_backward(strides, padding, residuals, dy):
 conv_taps.defvjp(_conv_taps_forward, _conv_taps_backward)
 
 
-def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
+Padding = str | Sequence[tuple[int, int]]
+
+
+def explicit_padding(padding: Padding) -> str | tuple[tuple[int, int], ...]:
+  """'SAME', 'VALID' or ((top, bottom), (left, right)) as a hashable tuple; a ValueError else."""
+  if isinstance(padding, str):
+    if padding.upper() not in ('SAME', 'VALID'):
+      raise ValueError(f"padding must be 'SAME', 'VALID' or ((top, bottom), (left, right)), "
+                       f'not {padding!r}')
+    return padding.upper()
+  pairs = tuple(tuple(int(p) for p in pair) for pair in padding)
+  if len(pairs) != 2 or any(len(pair) != 2 or min(pair) < 0 for pair in pairs):
+    raise ValueError(f'explicit padding must be ((top, bottom), (left, right)) of non-negative '
+                     f'integers, not {padding!r}')
+  return pairs
+
+
+def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding,
              implementation: str) -> jax.Array:
-  """`x` convolved with `kernel` by the named implementation (one of `IMPLEMENTATIONS`)."""
-  padding = padding.upper()
-  if padding not in ('SAME', 'VALID'):
-    raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
-  formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[
-      resolve(implementation, kernel.shape[2])]
+  """`x` convolved with `kernel` by the named implementation (one of `IMPLEMENTATIONS`).
+
+  `padding` is 'SAME', 'VALID' or explicit zero padding ((top, bottom), (left, right)), as torch
+  pads (e.g. ((3, 3), (3, 3)) for a 7x7 stride-2 convolution, where 'SAME' would pad (2, 3) on
+  an even input). 'lax' takes explicit padding as it is; the other formulations pad the input
+  (`jnp.pad`) and convolve it 'VALID'.
+  """
+  padding = explicit_padding(padding)
+  name = resolve(implementation, kernel.shape[2])
+  if not isinstance(padding, str):
+    if name == 'lax':
+      return conv_lax(x, kernel, tuple(strides), padding)
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    padding = 'VALID'
+  formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[name]
   return formulation(x, kernel, tuple(strides), padding)

@@ -3,8 +3,8 @@
 The pieces live where the training loop needs them, and this package gathers the transfer-specific
 ones:
 
-- freezing and per-group learning rates: `train.param_groups` (`cnnjax.optimizers`: an
-  `optax.partition` with `set_to_zero` for frozen parameters; `cnnjax.steps` differentiates the
+- freezing and per-group learning rates: `train.param_groups` (`cnnjax.training.optimizers`: an
+  `optax.partition` with `set_to_zero` for frozen parameters; `cnnjax.training.steps` differentiates the
   trainable parameters only);
 - `pretrained`: `model.init_from` / `model.init_layers`, weights from a VGG16 file or a cnnjax run;
 - `features`: fast feature extraction (`train.cache_features`), the conv base run once and cached;

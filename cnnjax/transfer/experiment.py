@@ -8,7 +8,7 @@ names, three blocks) is pretrained on the 8 classes other than T-shirt/top and S
 (configs/fashion_mnist_8class.py), then the held-out pair, the two classes the pretraining never
 saw, becomes a small-data task with the reference's split sizes, 1,000 / 500 / 1,000 images per
 class (configs/transfer_fashion_mnist.py). Each workflow is one config, trained by the ordinary
-loop (`cnnjax.train.train_and_evaluate`) in `<workdir>/<name>`:
+loop (`cnnjax.training.train.train_and_evaluate`) in `<workdir>/<name>`:
 
 - scratch, scratch_augment: no pretrained weights (the baselines, without and with
   augmentation);
@@ -41,10 +41,10 @@ import optax
 import orbax.checkpoint
 
 from cnnjax.errors import CnnjaxError, ConfigError
-from cnnjax import history as history_lib
-from cnnjax.history import read_history
+from cnnjax.training import history as history_lib
+from cnnjax.training.history import read_history
 from cnnjax.models import create_model
-from cnnjax.optimizers import frozen_paths, param_groups
+from cnnjax.training.param_groups import frozen_paths, param_groups
 from cnnjax.summary import abstract_variables, parameter_counts, trainable_predicate
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -98,7 +98,7 @@ def _counts(config: ml_collections.ConfigDict, image_shape) -> dict[str, int]:
 def _train(name: str, config_name: str, title: str, config: ml_collections.ConfigDict,
            run_dir: str, log: Callable[[str], None]) -> dict:
   """Trains one run and returns its result row."""
-  from cnnjax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
   log(f'\n=== {name} (seed {config.seed}): {title} ({config_name}.py) -> {run_dir}')
   result = train_and_evaluate(config, run_dir)
   history = read_history(run_dir)

@@ -5,7 +5,7 @@ convolutional base once (batched, jitted), the feature maps (4x4x512 for VGG16 a
 stored, and the new dense head trains on them, hundreds of times faster than running the base
 every epoch, but without data augmentation (an image is seen through the base only once).
 
-`train.cache_features = True` makes `cnnjax.train.train_and_evaluate` do this with the ordinary
+`train.cache_features = True` makes `cnnjax.training.train.train_and_evaluate` do this with the ordinary
 training loop: `feature_datasets` replaces the image data sets by feature data sets
 (`ArrayDataset`s of float32 feature maps), and the steps call the model with
 `from_features=True` (the head alone). The parameters stay those of the whole model, so the

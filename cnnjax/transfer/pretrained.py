@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from cnnjax.errors import ConfigError, DataError
-from cnnjax.optimizers import param_paths, path_matches
+from cnnjax.training.param_groups import param_paths, path_matches
 from cnnjax.weights import merge_params
 from cnnjax.weights.vgg16 import WHERE_TO_GET, load_vgg16_weights
 

@@ -36,11 +36,11 @@ import ml_collections
 import numpy as np
 
 from cnnjax import data as data_lib
-from cnnjax.checkpointing import Checkpoints
+from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models import create_model
-from cnnjax.optimizers import create_optimizer
-from cnnjax.train_state import create_train_state
+from cnnjax.training.optimizers import create_optimizer
+from cnnjax.training.train_state import create_train_state
 from cnnjax.visualize import activations
 from cnnjax.visualize import cam
 from cnnjax.visualize import convolution

@@ -26,19 +26,19 @@ import ml_collections
 
 from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
-from cnnjax import history as history_lib
-from cnnjax.checkpointing import Checkpoints
+from cnnjax.training import history as history_lib
+from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.errors import CnnjaxError, ConfigError
-from cnnjax.learning_curves import plot_learning_curves
-from cnnjax.losses import get_objective
+from cnnjax.training.learning_curves import plot_learning_curves
+from cnnjax.training.losses import get_objective
 from cnnjax.models import create_model
-from cnnjax.optimizers import (create_optimizer, frozen_paths, learning_rate_schedule,
-                               param_groups)
-from cnnjax.parallel import Parallel, create_parallel
-from cnnjax.progress import EpochProgress
-from cnnjax.steps import add_metrics, summarize
+from cnnjax.training.optimizers import create_optimizer, learning_rate_schedule
+from cnnjax.training.param_groups import frozen_paths, param_groups
+from cnnjax.training.parallel import Parallel, create_parallel
+from cnnjax.training.progress import EpochProgress
+from cnnjax.training.steps import add_metrics, summarize
 from cnnjax.summary import abstract_variables, model_summary
-from cnnjax.train_state import TrainState, create_train_state, init_params
+from cnnjax.training.train_state import TrainState, create_train_state, init_params
 from cnnjax.transfer.features import check_feature_model, feature_datasets
 from cnnjax.transfer.pretrained import init_from_pretrained
 

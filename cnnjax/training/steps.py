@@ -5,7 +5,7 @@ rows of a last, partial batch, so they count neither in the loss nor in the metr
 returned as sums (`loss`, `correct`, `count`) that stay on the device and add up over an epoch;
 the host reads them once per epoch (or when a progress bar asks), never per step.
 
-The same body serves every parallel wrapper (`cnnjax.parallel`): with `axis_name` set (inside
+The same body serves every parallel wrapper (`cnnjax.training.parallel`): with `axis_name` set (inside
 pmap) the gradient and metric sums are summed over the devices before the gradient is divided by
 the global example count, so the update is that of the global batch's mean loss.
 
@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax.augment import Augmenter
-from cnnjax.losses import Objective
+from cnnjax.training.losses import Objective
 from cnnjax.rng import example_keys
-from cnnjax.train_state import TrainState, join_params
+from cnnjax.training.train_state import TrainState, join_params
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from cnnjax.steps import Metrics, summarize
+from cnnjax.training.steps import Metrics, summarize
 
 
 class EpochProgress:

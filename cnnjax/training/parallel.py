@@ -1,6 +1,6 @@
 """How a training step runs on the devices: one device, a sharded jit, or pmap.
 
-`train.parallel` picks the wrapper around the one pure step body of `cnnjax.steps`:
+`train.parallel` picks the wrapper around the one pure step body of `cnnjax.training.steps`:
 
 - 'single': `jax.jit` on one device.
 - 'sharded': `jax.jit` over a `Mesh` of every device with `NamedSharding`s: the state replicated,
@@ -27,10 +27,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cnnjax import steps
+from cnnjax.training import steps
 from cnnjax.augment import Augmenter
 from cnnjax.errors import ConfigError
-from cnnjax.losses import Objective
+from cnnjax.training.losses import Objective
 from cnnjax.rng import BATCH_AXIS
 
 MODES = ('auto', 'single', 'sharded', 'pmap')

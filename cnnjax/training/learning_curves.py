@@ -13,7 +13,7 @@ matplotlib.use('Agg')  # Files only: no display is needed, or wanted, on a train
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 from matplotlib import ticker  # pylint: disable=wrong-import-position
 
-from cnnjax.history import History, as_columns  # pylint: disable=wrong-import-position
+from cnnjax.training.history import History, as_columns  # pylint: disable=wrong-import-position
 
 
 def smooth_curve(values: Sequence[float], factor: float = 0.8) -> list[float]:

@@ -91,13 +91,13 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
 
   Args:
     model: the Flax module.
-    tx: the optimizer (`cnnjax.optimizers.create_optimizer`).
+    tx: the optimizer (`cnnjax.training.optimizers.create_optimizer`).
     input_shape: one image's shape.
     seed: the run's seed: initial parameters and the base random key of the steps.
     params: start from these parameters (e.g. merged with pretrained weights) instead of
       `init_params(model, input_shape, seed)`.
     frozen: '/'-joined paths of the parameters that do not train
-      (`cnnjax.optimizers.frozen_paths`).
+      (`cnnjax.training.param_groups.frozen_paths`).
     apply_fn: what the steps call instead of `model.apply` (e.g. the head alone on cached
       features).
   """
