@@ -2,8 +2,10 @@
 
 Override any config field with `--config.GROUP.FIELD=VALUE` (e.g. `--config.train.epochs=10`); the
 config is locked, so a misspelt field is an error that names it. `--mode summary` prints the
-model's summary and exits. A config's `job` field picks the job: training (the default) or
-'visualize' (figures of a trained model). Everything else lives in the `cnnjax` package.
+model's summary and exits; `--mode predict` prints the top ImageNet classes of photos
+(configs/imagenet_predict.py; --workdir optional). A config's `job` field picks the job:
+training (the default) or 'visualize' (figures of a trained model). Everything else lives in
+the `cnnjax` package.
 """
 
 import os
@@ -30,8 +32,9 @@ from cnnjax.errors import CnnjaxError
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, history and figures.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'summary'],
-                          'train: train and test; summary: print the model summary and exit.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'summary', 'predict'],
+                          'train: train and test; summary: print the model summary and exit; '
+                          'predict: classify predict.images with a pretrained ImageNet model.')
 flags.mark_flags_as_required(['config'])
 
 
@@ -70,6 +73,10 @@ def main(argv: list[str]) -> None:
   try:
     if _MODE.value == 'summary':
       print(config_summary(config))  # Trainable counts follow train.param_groups.
+      return
+    if _MODE.value == 'predict':
+      from cnnjax.predict import run as predict  # pylint: disable=import-outside-toplevel
+      predict(config, _WORKDIR.value)  # The workdir is optional: it gets predictions.json.
       return
     job = config.get('job', 'train')
     if not _WORKDIR.value:

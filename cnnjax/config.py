@@ -53,6 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   model.preprocess = config_dict.placeholder(str)  # preprocess_input mode ('caffe', 'torch',
                                # 'tf', 'none') of models that take one; None keeps the model's.
   model.dtype = 'float32'
+  # BatchNorm models (ResNet, ...): momentum of the moving statistics in Flax's convention
+  # (new = momentum * old + (1 - momentum) * batch; torchvision's momentum 0.1 is Flax's 0.9) and
+  # epsilon; None keeps the model's own, which are those of its weight source (torchvision:
+  # 0.9 / 1e-5; Keras: 0.99 / 1.001e-5).
+  model.bn_momentum = config_dict.placeholder(float)
+  model.bn_epsilon = config_dict.placeholder(float)
   # Pretrained initialization (cnnjax/transfer/pretrained.py): a weight file (VGG16's Keras .h5,
   # .weights.h5 or torchvision .pth) or the workdir of a cnnjax run (its best checkpoint); ''
   # starts from scratch. init_layers: regexes of the parameters taken from it (as in

@@ -29,9 +29,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
 MODES = ('caffe', 'torch', 'tf')
-# Which preprocessing a weights file expects, by the format `cnnjax.weights.detect_format` reports.
-MODE_FOR_WEIGHTS_FORMAT = {'keras_legacy_h5': 'caffe', 'keras_weights_h5': 'caffe',
-                           'torch': 'torch'}
 NUM_CLASSES = 1000
 _CLASSES_FILE = 'data_files/imagenet_classes.json'
 

@@ -19,6 +19,8 @@ from cnnjax.models.convnet import ConvNet
 from cnnjax.training.parallel import create_parallel
 from cnnjax.training.train_state import create_train_state
 
+from batch_norm_model import TinyBatchNormNet
+
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 GLOBAL_BATCH = 16
 
@@ -32,9 +34,14 @@ def _augmenter():
 AUGMENTER = _augmenter()
 
 
-def tiny_state():
-  model = ConvNet(conv_features=(4,), num_outputs=3, hidden_units=(8,), dropout_rate=0.3)
-  return create_train_state(model, optax.adamw(1e-2, weight_decay=1e-3), (8, 8, 1), seed=0)
+def tiny_state(parallel, model='convnet'):
+  """The state of a tiny model: 'convnet' (with dropout) or 'batch_norm' (two BatchNorm layers)."""
+  if model == 'convnet':
+    module = ConvNet(conv_features=(4,), num_outputs=3, hidden_units=(8,), dropout_rate=0.3)
+  else:
+    module = TinyBatchNormNet()
+  return create_train_state(parallel.adapt_model(module), optax.adamw(1e-2, weight_decay=1e-3),
+                            (8, 8, 1), seed=0)
 
 
 def global_batch(step):
@@ -44,10 +51,10 @@ def global_batch(step):
           'mask': np.ones(GLOBAL_BATCH, np.float32)}
 
 
-def train(mode, num_steps, state=None):
+def train(mode, num_steps, model='convnet'):
   parallel = create_parallel(mode, OBJECTIVE, AUGMENTER)
   parallel.check_batch_size(GLOBAL_BATCH, 'train.batch_size')
-  state = parallel.place_state(tiny_state() if state is None else state)
+  state = parallel.place_state(tiny_state(parallel, model))
   losses = []
   for step in range(num_steps):
     state, sums = parallel.train_step(state, parallel.place_batch(global_batch(step)))
@@ -57,29 +64,32 @@ def train(mode, num_steps, state=None):
 
 
 def flat_params(parallel, state):
-  params = jax.device_get(parallel.to_checkpoint(state).params)
-  return {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v).ravel().tolist()
-          for path, v in jax.tree_util.tree_leaves_with_path(params)}
+  """Every leaf the comparison covers: parameters, BatchNorm statistics, optimizer state, key."""
+  state = jax.device_get(parallel.to_checkpoint(state))
+  tree = {'params': state.params, 'batch_stats': state.batch_stats, 'opt_state': state.opt_state,
+          'rng': state.rng}
+  return {jax.tree_util.keystr(path): np.asarray(v).ravel().tolist()
+          for path, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def check_steps(mode, num_steps):
-  parallel, state, losses, eval_sums = train(mode, int(num_steps))
+def check_steps(mode, num_steps, model='convnet'):
+  parallel, state, losses, eval_sums = train(mode, int(num_steps), model)
   return {'devices': parallel.num_devices, 'mode': parallel.mode, 'losses': losses,
           'eval': eval_sums, 'params': flat_params(parallel, state),
           'step': int(jax.device_get(parallel.to_checkpoint(state).step))}
 
 
-def check_save(mode, directory):
-  parallel, state, _, _ = train(mode, 3)
+def check_save(mode, directory, model='convnet'):
+  parallel, state, _, _ = train(mode, 3, model)
   checkpoints = Checkpoints(directory)
   checkpoints.save(1, parallel.to_checkpoint(state), [{'epoch': 1, 'val_loss': 1.0}])
   checkpoints.close()
   return {'devices': parallel.num_devices, 'params': flat_params(parallel, state)}
 
 
-def check_restore(mode, directory):
+def check_restore(mode, directory, model='convnet'):
   parallel = create_parallel(mode, OBJECTIVE)
-  like = parallel.to_checkpoint(parallel.place_state(tiny_state()))
+  like = parallel.to_checkpoint(parallel.place_state(tiny_state(parallel, model)))
   checkpoints = Checkpoints(directory)
   restored, history = checkpoints.restore(checkpoints.latest_epoch(), like)
   checkpoints.close()

@@ -19,7 +19,7 @@ from cnnjax.training.param_groups import (frozen_paths, param_groups, parse_para
 from cnnjax.training.parallel import create_parallel
 from cnnjax.training.steps import train_step
 from cnnjax.summary import config_summary
-from cnnjax.training.train_state import create_train_state, init_params, split_params
+from cnnjax.training.train_state import create_train_state, init_variables, split_params
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')
 SHAPE = (8, 8, 1)
@@ -40,7 +40,7 @@ def train_config(**fields):
 
 @functools.cache
 def _initial_params(blocks, shape):
-  return jax.device_get(init_params(tiny_model(blocks), shape, seed=0))
+  return jax.device_get(init_variables(tiny_model(blocks), shape, seed=0)["params"])
 
 
 def fresh_params(blocks=((1, 4), (1, 8)), shape=SHAPE):
@@ -61,7 +61,7 @@ def tiny_state(steps_per_epoch=1, blocks=((1, 4), (1, 8)), shape=SHAPE, zeros=Fa
   params = zero_params(blocks, shape) if zeros else fresh_params(blocks, shape)
   frozen = frozen_paths(params, param_groups(config))
   return create_train_state(model, create_optimizer(config, steps_per_epoch), shape, seed=0,
-                            params=params, frozen=frozen)
+                            variables={'params': params}, frozen=frozen)
 
 
 def batch(n=8, seed=0, shape=SHAPE):

@@ -36,6 +36,11 @@ def single():
   return run_check(1, 'steps', 'single', 6)
 
 
+@pytest.fixture(scope='module')
+def single_batch_norm():
+  return run_check(1, 'steps', 'single', 6, 'batch_norm')
+
+
 @pytest.mark.parametrize('mode', ['sharded', 'pmap', 'auto'])
 def test_multi_device_steps_reach_the_single_device_parameters(single, mode):
   """With dropout on: example keys come from global indices, so the masks agree too."""
@@ -50,6 +55,23 @@ def test_multi_device_steps_reach_the_single_device_parameters(single, mode):
   assert multi['losses'][0] != multi['losses'][-1]
 
 
+@pytest.mark.parametrize('mode', ['sharded', 'pmap'])
+def test_batch_norm_on_8_devices_matches_one(single_batch_norm, mode):
+  """BatchNorm normalizes with the global batch's statistics on every wrapper: the sharded jit
+  through XLA's partitioning, pmap through the model's `axis_name` (`Parallel.adapt_model`).
+  Per-device statistics (2 rows each) would give other losses, parameters and moving averages."""
+  multi = run_check(8, 'steps', mode, 6, 'batch_norm')
+  single = single_batch_norm
+  assert multi['devices'] == 8 and multi['step'] == single['step'] == 6
+  np.testing.assert_allclose(multi['losses'], single['losses'], rtol=1e-5)
+  np.testing.assert_allclose([multi['eval'][k] for k in ('loss', 'correct', 'count')],
+                             [single['eval'][k] for k in ('loss', 'correct', 'count')], rtol=1e-5)
+  assert_same_params(multi['params'], single['params'])
+  stats = [name for name in single['params'] if 'batch_stats' in name]
+  assert len(stats) == 4  # bn1 and bn2, mean and var: they are compared above.
+  assert all(any(v not in (0.0, 1.0) for v in single['params'][name]) for name in stats)
+
+
 @pytest.mark.parametrize('save_devices,save_mode,restore_devices,restore_mode', [
     (8, 'sharded', 1, 'single'),
     (8, 'pmap', 1, 'single'),
@@ -59,8 +81,9 @@ def test_multi_device_steps_reach_the_single_device_parameters(single, mode):
 def test_checkpoints_move_between_device_counts(tmp_path, save_devices, save_mode,
                                                 restore_devices, restore_mode):
   directory = str(tmp_path / 'checkpoints')
-  saved = run_check(save_devices, 'save', save_mode, directory)
-  restored = run_check(restore_devices, 'restore', restore_mode, directory)
+  # The BatchNorm model: parameters, moving statistics, optimizer state and random key all move.
+  saved = run_check(save_devices, 'save', save_mode, directory, 'batch_norm')
+  restored = run_check(restore_devices, 'restore', restore_mode, directory, 'batch_norm')
   assert (saved['devices'], restored['devices']) == (save_devices, restore_devices)
   assert_same_params(saved['params'], restored['params'], rtol=0, atol=0)
   assert restored['history'] == [{'epoch': 1, 'val_loss': 1.0}]

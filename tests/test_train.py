@@ -109,7 +109,7 @@ def test_a_run_with_frozen_layers_resumes_from_its_partitioned_checkpoint(tiny_c
                                                                           capsys):
   """train.param_groups through the loop: the frozen layers stay as they were across a resume."""
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from cnnjax.transfer.pretrained import load_run_params  # pylint: disable=import-outside-toplevel
+  from cnnjax.transfer.pretrained import load_run_variables  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / 'run')
   tiny_config.train.epochs = 1
   tiny_config.train.optimizer = 'adamw'
@@ -117,12 +117,13 @@ def test_a_run_with_frozen_layers_resumes_from_its_partitioned_checkpoint(tiny_c
   tiny_config.train.param_groups = ('conv[12]=frozen', 'conv3=0.1', '.*=1')
   train_and_evaluate(tiny_config, workdir)
   assert 'Non-trainable params: 18,816' in capsys.readouterr().out.splitlines()  # conv1, conv2.
-  first, _ = load_run_params(workdir)
+  first = load_run_variables(workdir)[0]['params']
   tiny_config.train.epochs = 2
   train_and_evaluate(tiny_config, workdir)
   assert 'resuming from the checkpoint of epoch 1' in capsys.readouterr().out
   assert [epoch['epoch'] for epoch in read_history(workdir)] == [1, 2]
-  final, best_epoch = load_run_params(workdir)
+  final, best_epoch = load_run_variables(workdir)
+  final = final['params']
   if best_epoch == 2:
     assert not np.array_equal(final['dense1']['kernel'], first['dense1']['kernel'])
   for layer in ('conv1', 'conv2'):

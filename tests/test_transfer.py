@@ -19,7 +19,7 @@ from cnnjax.errors import ConfigError, DataError
 from cnnjax.models.vgg_classifier import VGGClassifier
 from cnnjax.training.train import train_and_evaluate
 from cnnjax.transfer import features as features_lib
-from cnnjax.transfer.pretrained import init_from_pretrained, load_run_params
+from cnnjax.transfer.pretrained import init_from_pretrained, load_run_variables
 
 from conftest import REPO
 
@@ -135,7 +135,8 @@ def test_init_from_a_weight_file_takes_the_named_layers_and_keeps_a_new_head(tmp
   path = write_weights_h5(tmp_path / 'w.h5', pretrained)
   fresh = tiny_params(seed=0)
   messages = []
-  merged = init_from_pretrained(fresh, path, ('block.*',), log=messages.append)
+  merged = init_from_pretrained({'params': fresh}, path, ('block.*',), 'vgg_small',
+                                log=messages.append)['params']
   for layer in ('block1_conv1', 'block2_conv1'):
     np.testing.assert_array_equal(merged[layer]['kernel'], pretrained[layer]['kernel'])
   for layer in ('dense1', 'predictions'):
@@ -151,25 +152,29 @@ def test_init_from_mismatches_are_listed(tmp_path):
   path = write_weights_h5(tmp_path / 'w.h5', pretrained)
   with pytest.raises(DataError, match=r'wrong shapes \(2\): predictions/bias: \(5,\) loaded, '
                                       r'\(2,\) in the model; predictions/kernel: \(8, 5\)'):
-    init_from_pretrained(tiny_params(seed=0), path, ('.*',), log=lambda _: None)
+    init_from_pretrained({'params': tiny_params(seed=0)}, path, ('.*',), 'vgg_small',
+                         log=lambda _: None)
   with pytest.raises(ConfigError, match=r"\['block9.\*'\] match nothing in .*w.h5; it holds the "
                                         'layers block1_conv1, block2_conv1, dense1'):
-    init_from_pretrained(tiny_params(seed=0), path, ('block.*', 'block9.*'))
+    init_from_pretrained({'params': tiny_params(seed=0)}, path, ('block.*', 'block9.*'),
+                         'vgg_small')
   del pretrained['block2_conv1']
   path = write_weights_h5(tmp_path / 'partial.h5', pretrained)
   with pytest.raises(DataError, match=r'(?s)missing from the weights \(2\): block2_conv1/bias, '
                                       r'block2_conv1/kernel\n.*model.init_layers'):
-    init_from_pretrained(tiny_params(seed=0), path, ('block.*',))
+    init_from_pretrained({'params': tiny_params(seed=0)}, path, ('block.*',), 'vgg_small')
 
 
 def test_init_from_a_missing_file_names_it_and_where_to_get_weights(tmp_path):
   missing = str(tmp_path / 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5')
   with pytest.raises(DataError) as error:
-    init_from_pretrained(tiny_params(seed=0), missing, ('block.*',))
+    init_from_pretrained({'params': tiny_params(seed=0)}, missing, ('block.*',),
+                         'vgg_small')
   assert missing in str(error.value)
   assert 'https://storage.googleapis.com/tensorflow/keras-applications/vgg16/' in str(error.value)
   with pytest.raises(DataError, match='without checkpoints/'):
-    init_from_pretrained(tiny_params(seed=0), str(tmp_path), ('block.*',))
+    init_from_pretrained({'params': tiny_params(seed=0)}, str(tmp_path), ('block.*',),
+                         'vgg_small')
 
 
 # -- cached features --------------------------------------------------------------------------
@@ -185,7 +190,7 @@ def test_head_on_features_is_the_whole_model():
   np.testing.assert_allclose(model.apply({'params': params}, feats, from_features=True),
                              model.apply({'params': params}, images), rtol=1e-5, atol=1e-6)
   dataset = ArrayDataset(np.asarray(images), np.zeros(5, np.int32))
-  np.testing.assert_allclose(features_lib.extract_features(model, params, dataset, 2), feats,
+  np.testing.assert_allclose(features_lib.extract_features(model, {'params': params}, dataset, 2), feats,
                              rtol=1e-6)
 
 
@@ -201,24 +206,24 @@ def test_feature_cache_is_reused_and_invalidated(tmp_path):
   base = ['block1_conv1/kernel', 'block1_conv1/bias', 'block2_conv1/kernel', 'block2_conv1/bias']
   assert sorted(features_lib.check_feature_model(model, (8, 8, 1), base)) == sorted(base)
   log = []
-  first = features_lib.feature_datasets(model, params, base, datasets, str(tmp_path), 16,
+  first = features_lib.feature_datasets(model, {'params': params}, base, datasets, str(tmp_path), 16,
                                         log=log.append)
   assert first.image_shape == (2, 2, 8) and len(first.train) == len(datasets.train)
   np.testing.assert_array_equal(first.test.labels, datasets.test.labels)
-  again = features_lib.feature_datasets(model, params, base, datasets, str(tmp_path), 16,
+  again = features_lib.feature_datasets(model, {'params': params}, base, datasets, str(tmp_path), 16,
                                         log=log.append)
   np.testing.assert_array_equal(again.train.images, first.train.images)
   # Another head does not matter; another base or other data do.
   other_head = jax.tree.map(lambda x: x, params)
   other_head['predictions']['bias'] = other_head['predictions']['bias'] + 1
-  features_lib.feature_datasets(model, other_head, base, datasets, str(tmp_path), 16,
+  features_lib.feature_datasets(model, {'params': other_head}, base, datasets, str(tmp_path), 16,
                                 log=log.append)
   other_base = tiny_params(seed=3)
-  features_lib.feature_datasets(model, other_base, base, datasets, str(tmp_path), 16,
+  features_lib.feature_datasets(model, {'params': other_base}, base, datasets, str(tmp_path), 16,
                                 log=log.append)
   fewer = dataclasses.replace(datasets, test=ArrayDataset.from_uint8(
       datasets.test.stored_images[:-1], datasets.test.labels[:-1]))
-  features_lib.feature_datasets(model, other_base, base, fewer, str(tmp_path), 16,
+  features_lib.feature_datasets(model, {'params': other_base}, base, fewer, str(tmp_path), 16,
                                 log=log.append)
   kinds = ['reuse' if 'reusing' in m else 'stale' if 'another base' in m else 'ran' for m in log]
   assert kinds == ['ran', 'reuse', 'reuse', 'stale', 'ran', 'stale', 'ran']
@@ -278,8 +283,8 @@ def test_frozen_transfer_then_fine_tuning_from_its_checkpoint(pretrained_run, tm
   assert 'Non-trainable params: 92,672' in out.splitlines()
   assert 'taken (8 parameters): block1_conv1, block2_conv1, block3_conv1, block3_conv2' in out
   assert '128 train / 64 validation / 64 test images' in out
-  pretrained, _ = load_run_params(pretrained_run)
-  trained, _ = load_run_params(phase1)
+  pretrained = load_run_variables(pretrained_run)[0]['params']
+  trained = load_run_variables(phase1)[0]['params']
   for layer in ('block1_conv1', 'block3_conv2'):
     assert trained[layer]['kernel'].tobytes() == pretrained[layer]['kernel'].tobytes()
   assert trained['predictions']['kernel'].shape == (256, 1)
@@ -292,7 +297,7 @@ def test_frozen_transfer_then_fine_tuning_from_its_checkpoint(pretrained_run, tm
   phase2 = str(tmp_path / 'phase2')
   train_and_evaluate(config, phase2)
   assert 'Non-trainable params: 18,816' in capsys.readouterr().out.splitlines()
-  end, _ = load_run_params(phase2)
+  end = load_run_variables(phase2)[0]['params']
   assert end['block1_conv1']['kernel'].tobytes() == trained['block1_conv1']['kernel'].tobytes()
   assert not np.array_equal(end['block3_conv2']['kernel'], trained['block3_conv2']['kernel'])
   with open(os.path.join(phase2, 'config.json')) as f:
@@ -310,7 +315,7 @@ def test_cached_features_train_the_head_and_resume(pretrained_run, tmp_path, cap
   assert 'features: ran the conv base over 256 images -> (3, 3, 64) each' in out
   assert os.path.isfile(os.path.join(workdir, 'features.npz'))
   # The checkpoint holds the whole model, so it can start a fine-tuning (phase 2).
-  params, _ = load_run_params(workdir)
+  params = load_run_variables(workdir)[0]['params']
   assert set(params) == {'block1_conv1', 'block2_conv1', 'block3_conv1', 'block3_conv2',
                          'dense1', 'predictions'}
   assert train_and_evaluate(config, workdir) == result  # Finished: only re-tested, cache reused.

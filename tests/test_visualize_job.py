@@ -4,17 +4,20 @@ import functools
 import json
 import os
 
+import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnnjax.errors import ConfigError
+from cnnjax.errors import ConfigError, DataError
 from cnnjax.models import MODELS
 from cnnjax.models.convnet import ConvNet
 from cnnjax.training.train import train_and_evaluate
 from cnnjax.visualize import job
+from cnnjax.weights import keras_h5, registry
+from cnnjax.weights.registry import WeightTable
 
 from test_summary import load_config
 
@@ -86,17 +89,34 @@ def test_a_missing_checkpoint_says_to_run_the_main_job(tmp_path, tiny_config):
     job.run(config, str(tmp_path / 'visualize'))
 
 
-def load_tiny_weights(path):
-  """A stand-in for a pretrained file's loader: the parameters of a fixed initialization."""
-  del path
+def tiny_weights():
+  """The parameters of a fixed initialization of the tiny model: the 'pretrained' weights."""
   variables = TINY_PRETRAINED().init(jax.random.key(5), jnp.zeros((1, 32, 32, 3)))
   return jax.tree.map(np.asarray, variables['params'])
 
 
+def write_legacy_h5(path, params):
+  """`params` ({layer: {kernel, bias}}) as a Keras legacy HDF5 weights file."""
+  with h5py.File(path, 'w') as f:
+    f.attrs['layer_names'] = np.array(list(params), dtype='S')
+    for layer, weights in params.items():
+      group = f.create_group(layer)
+      names = [f'{layer}/kernel:0', f'{layer}/bias:0']
+      group.create_dataset(names[0], data=weights['kernel'])
+      group.create_dataset(names[1], data=weights['bias'])
+      group.attrs['weight_names'] = np.array(names, dtype='S')
+
+
+TINY_TABLE = WeightTable(
+    family='tiny', models=('tiny_pretrained',),
+    to_variables=lambda f, name: {'params': keras_h5.to_flax_params(f.arrays)},
+    identify=lambda f: 'tiny' if 'conv1' in f.names else None, where_to_get='the test',
+    preprocess={'keras_legacy_h5': 'caffe'})
+
+
 def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_config):
   monkeypatch.setitem(MODELS, 'tiny_pretrained', TINY_PRETRAINED)
-  monkeypatch.setitem(job.WEIGHT_LOADERS, 'tiny_pretrained',
-                      ('test_visualize_job', 'load_tiny_weights'))
+  monkeypatch.setitem(registry._TABLES, 'tiny_pretrained', TINY_TABLE)  # pylint: disable=protected-access
   photo = str(tmp_path / 'photo.png')
   pixels = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
   Image.fromarray(pixels).save(photo)
@@ -105,6 +125,7 @@ def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_conf
   config.model.num_outputs = 5
   v = config.visualize
   v.weights = str(tmp_path / 'weights.h5')
+  write_legacy_h5(v.weights, tiny_weights())
   v.image = photo
   v.image_size = 32
   v.preprocess = 'none'
@@ -123,8 +144,8 @@ def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_conf
   assert_pngs(workdir, written)
   variables = job.pretrained_variables(TINY_PRETRAINED(), 'tiny_pretrained', v.weights,
                                        (32, 32, 3))
-  jax.tree.map(np.testing.assert_array_equal, variables['params'], load_tiny_weights(None))
-  with pytest.raises(ConfigError, match='no pretrained weight loader'):
+  jax.tree.map(np.testing.assert_array_equal, variables['params'], tiny_weights())
+  with pytest.raises(DataError, match='no pretrained-weight loader'):
     job.pretrained_variables(TINY_PRETRAINED(), 'resnet', v.weights, (32, 32, 3))
 
 

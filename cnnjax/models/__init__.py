@@ -14,6 +14,8 @@ import jax.numpy as jnp
 
 from cnnjax.errors import ConfigError
 from cnnjax.models import convnet
+from cnnjax.models import resnet
+from cnnjax.models import resnet_keras
 from cnnjax.models import vgg16
 from cnnjax.models import vgg_classifier
 from cnnjax.models.layer_outputs import layer_outputs
@@ -29,6 +31,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'vgg16_base': functools.partial(vgg16.VGG16, include_top=False),
     'vgg16_transfer': vgg_classifier.vgg16_transfer,
     'vgg_small': vgg_classifier.vgg_small,
+    'resnet50_keras': resnet_keras.ResNet50Keras,
+    'resnet18': resnet.resnet18,
+    'resnet34': resnet.resnet34,
+    'resnet50': resnet.resnet50,
+    'resnet_small': resnet.resnet_small,
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -42,9 +49,9 @@ def register_model(name: str, constructor: Callable[..., nn.Module]) -> None:
 def create_model(model_config) -> nn.Module:
   """Builds the module a config's `model` group describes.
 
-  Fields read: `name`; optional `num_outputs`, `dropout_rate`, `preprocess` (override the
-  variant's defaults when set: None or absent keeps them) and `dtype` ('float32' or 'bfloat16'
-  compute).
+  Fields read: `name`; optional `num_outputs`, `dropout_rate`, `preprocess`, `bn_momentum`,
+  `bn_epsilon` (override the variant's defaults when set: None or absent keeps them; a field the
+  model does not have is an error) and `dtype` ('float32' or 'bfloat16' compute).
   """
   name = model_config.name
   if name not in MODELS:
@@ -55,7 +62,7 @@ def create_model(model_config) -> nn.Module:
   accepted = ({f.name for f in dataclasses.fields(module_class)}
               if dataclasses.is_dataclass(module_class) else None)
   kwargs = {}
-  for field in ('num_outputs', 'dropout_rate', 'preprocess'):
+  for field in ('num_outputs', 'dropout_rate', 'preprocess', 'bn_momentum', 'bn_epsilon'):
     value = model_config.get(field)
     if value is None:
       continue

@@ -248,3 +248,33 @@ class Dropout(nn.Module):
     keys = example_keys(self.make_rng('dropout'), x.shape[0])
     mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep, x.shape[1:]))(keys)
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class ZeroPadding2D(nn.Module):
+  """Zeros around the spatial axes, as Keras' ZeroPadding2D: an int pads every side by it, a pair
+  of pairs ((top, bottom), (left, right)) pads each side by its own amount."""
+
+  padding: int | Sequence[Sequence[int]] = 1
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if isinstance(self.padding, int):
+      rows = columns = (self.padding, self.padding)
+    else:
+      rows, columns = (tuple(p) for p in self.padding)
+    return jnp.pad(x, ((0, 0), rows, columns, (0, 0)))
+
+
+class Activation(nn.Module):
+  """An activation as a layer of its own (a name in `ACTIVATIONS`), as Keras' Activation."""
+
+  activation: str
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return _activation(self.activation)(x)
+
+
+class Add(nn.Module):
+  """The elementwise sum of a list of same-shaped tensors, as Keras' Add."""
+
+  def __call__(self, inputs: Sequence[jax.Array]) -> jax.Array:
+    return functools.reduce(jnp.add, inputs)

@@ -116,7 +116,3 @@ VGG_SMALL_BLOCKS = ((1, 32), (1, 64), (2, 64))
 vgg16_transfer = functools.partial(VGGClassifier, blocks=VGG16_BLOCKS, preprocess='caffe')
 vgg_small = functools.partial(VGGClassifier, blocks=VGG_SMALL_BLOCKS, num_outputs=10)
 
-
-def supports_features(model: nn.Module) -> bool:
-  """Whether the model splits into a base and a head (for `train.cache_features`)."""
-  return isinstance(model, VGGClassifier)

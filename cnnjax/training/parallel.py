@@ -109,6 +109,20 @@ class Parallel:
     start = jax.process_index() * n
     return {k: v[start:start + n] for k, v in batch.items()}
 
+  def adapt_model(self, model: Any) -> Any:
+    """The model as this wrapper runs it.
+
+    Under pmap each device sees only its part of the batch, so a model with BatchNorm (one with
+    an `axis_name` field, as cnnjax's are) is cloned with `axis_name` set to the device axis:
+    its training batch statistics are then averaged over the devices, as one device computes
+    them on the whole batch. The sharded jit needs nothing: XLA computes the statistics of the
+    global batch across the mesh. Parameters and statistics are the same either way.
+    """
+    fields = {f.name for f in dataclasses.fields(model)} if dataclasses.is_dataclass(model) else ()
+    if self.mode != 'pmap' or 'axis_name' not in fields:
+      return model
+    return model.clone(axis_name=BATCH_AXIS)
+
   # -- states -------------------------------------------------------------------------------------
 
   def _global_replicated(self, tree: Any) -> Any:

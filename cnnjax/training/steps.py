@@ -12,6 +12,17 @@ the global example count, so the update is that of the global batch's mean loss.
 Parameters listed in `TrainState.frozen` (from `train.param_groups`) are constants of the step:
 the gradient is taken with respect to the trainable ones only, and they alone are updated.
 
+BatchNorm (`flax.linen.BatchNorm`): a training step normalizes with the batch's statistics and
+updates the moving averages in `TrainState.batch_stats` (the model is applied with
+`mutable=['batch_stats']`); evaluation normalizes with the moving averages. Under the sharded jit
+the statistics are those of the global batch (XLA reduces across the mesh); under pmap the model
+is built with `axis_name` (`Parallel.adapt_model`), so `BatchNorm` averages them over the devices.
+A BatchNorm layer whose parameters are all frozen runs in inference mode even in training and
+never updates its statistics (Keras' rule for `trainable=False`; PyTorch's
+`requires_grad=False` alone would keep updating them): `frozen_batch_norm` intercepts its call
+and sets `use_running_average=True`, so models only have to pass `use_running_average` as a call
+argument, `bn(x, use_running_average=not train)`, as cnnjax's models do.
+
 With an `Augmenter` (`cnnjax.augment`), a training batch is augmented inside the step, on the
 device: example i of the global batch gets the key `fold_in(step key, i)` (`cnnjax.rng`), so the
 transforms do not depend on the device count and a resumed run draws the same ones. Evaluation
@@ -19,6 +30,10 @@ batches get the augmenter's fixed preprocessing only (torchvision's Normalize), 
 change.
 """
 
+import contextlib
+from typing import Sequence
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -43,6 +58,40 @@ def _metric_sums(objective: Objective, logits: jax.Array, batch: Batch) -> Metri
   }
 
 
+def _batch_norm_is_frozen(module: nn.BatchNorm, frozen: frozenset[str]) -> bool:
+  """Whether every parameter of a BatchNorm layer is frozen (one without parameters never is)."""
+  prefix = '/'.join(module.path)
+  own = [f'{prefix}/{name}' for name, present in (('scale', module.use_scale),
+                                                  ('bias', module.use_bias)) if present]
+  return bool(own) and all(path in frozen for path in own)
+
+
+@contextlib.contextmanager
+def frozen_batch_norm(frozen: Sequence[str]):
+  """Within it, BatchNorm layers whose parameters are all in `frozen` run in inference mode.
+
+  Works for any model whose BatchNorm layers take `use_running_average` as a call argument (the
+  keyword or the second positional argument): the call of a frozen layer gets True there.
+  """
+  frozen = frozenset(frozen)
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if (context.method_name == '__call__' and isinstance(module, nn.BatchNorm)
+        and _batch_norm_is_frozen(module, frozen)):
+      if len(args) > 1:
+        args = (args[0], True, *args[2:])
+      else:
+        kwargs = {**kwargs, 'use_running_average': True}
+    return next_fun(*args, **kwargs)
+
+  if not frozen:
+    yield
+    return
+  with nn.intercept_methods(interceptor):
+    yield
+
+
 def train_images(state: TrainState, images: jax.Array, augment: Augmenter | None) -> jax.Array:
   """The training batch the model sees: augmented per example when there is an augmenter."""
   if augment is None:
@@ -59,26 +108,32 @@ def train_step(state: TrainState, batch: Batch, *, objective: Objective,
   trainable, fixed = state.trainable_params() if state.frozen else (state.params, {})
 
   def loss_sum(trainable):
-    params = join_params(trainable, fixed) if state.frozen else trainable
-    logits = state.apply_fn({'params': params}, images, train=True, rngs=rngs)
+    variables = state.variables(join_params(trainable, fixed) if state.frozen else trainable)
+    with frozen_batch_norm(state.frozen):
+      if state.batch_stats:
+        logits, updates = state.apply_fn(variables, images, train=True, rngs=rngs,
+                                         mutable=['batch_stats'])
+        batch_stats = updates['batch_stats']
+      else:
+        logits, batch_stats = state.apply_fn(variables, images, train=True, rngs=rngs), {}
     sums = _metric_sums(objective, logits, batch)
-    return sums['loss'], sums
+    return sums['loss'], (sums, batch_stats)
 
   # Only the trainable parameters are differentiated: the frozen ones are constants here, so
   # nothing is back-propagated below the lowest trainable layer and no gradient is all-reduced
   # for them.
-  (_, sums), grads = jax.value_and_grad(loss_sum, has_aux=True)(trainable)
+  (_, (sums, batch_stats)), grads = jax.value_and_grad(loss_sum, has_aux=True)(trainable)
   if axis_name is not None:
     grads, sums = jax.lax.psum((grads, sums), axis_name)
   count = jnp.maximum(sums['count'], 1.0)
   grads = jax.tree.map(lambda g: g / count, grads)
-  return state.apply_trainable_gradients(grads), sums
+  return state.apply_trainable_gradients(grads).replace(batch_stats=batch_stats), sums
 
 
 def eval_step(state: TrainState, batch: Batch, *, objective: Objective,
               augment: Augmenter | None = None, axis_name: str | None = None) -> Metrics:
   images = batch['image'] if augment is None else augment.eval_images(batch['image'])
-  logits = state.apply_fn({'params': state.params}, images, train=False)
+  logits = state.apply_fn(state.variables(), images, train=False)
   sums = _metric_sums(objective, logits, batch)
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 

@@ -38,7 +38,7 @@ from cnnjax.training.parallel import Parallel, create_parallel
 from cnnjax.training.progress import EpochProgress
 from cnnjax.training.steps import add_metrics, summarize
 from cnnjax.summary import abstract_variables, model_summary
-from cnnjax.training.train_state import TrainState, create_train_state, init_params
+from cnnjax.training.train_state import TrainState, create_train_state, init_variables
 from cnnjax.transfer.features import check_feature_model, feature_datasets
 from cnnjax.transfer.pretrained import init_from_pretrained
 
@@ -142,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                title=f'augment.kind={config.augment.kind!r}')
   batch_size = train_config.batch_size
   steps_per_epoch = data_lib.num_batches(len(datasets.train), batch_size, drop_remainder=True)
-  model = create_model(config.model)
+  model = parallel.adapt_model(create_model(config.model))
   image_shape = datasets.image_shape
   # train.param_groups: which parameters are frozen (checked against the model here, so a
   # pattern that fits nothing fails before anything is computed).
@@ -156,24 +156,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   history: history_lib.History = []
   try:
     last_epoch = checkpoints.latest_epoch() or 0
-    params = init_params(model, image_shape, config.seed)
+    variables = init_variables(model, image_shape, config.seed)
     if config.model.get('init_from') and not last_epoch:  # A resumed run has its own weights.
-      params = init_from_pretrained(params, config.model.init_from, config.model.init_layers,
-                                    log=log)
+      variables = init_from_pretrained(variables, config.model.init_from,
+                                       config.model.init_layers, config.model.name, log=log)
     apply_fn = None
     if train_config.get('cache_features'):
       base_paths = check_feature_model(model, image_shape, frozen)
       apply_fn = functools.partial(model.apply, from_features=True)
     state = parallel.place_state(create_train_state(
-        model, tx, image_shape, config.seed, params=params, frozen=frozen, apply_fn=apply_fn))
+        model, tx, image_shape, config.seed, variables=variables, frozen=frozen,
+        apply_fn=apply_fn))
     if last_epoch:
       restored, history = checkpoints.restore(last_epoch, parallel.to_checkpoint(state))
       state = parallel.place_state(restored)
       log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
     if apply_fn is not None:
-      datasets = feature_datasets(model, jax.device_get(parallel.to_checkpoint(state).params),
-                                  base_paths, datasets, workdir, train_config.eval_batch_size,
-                                  log=log)
+      variables = jax.device_get(parallel.to_checkpoint(state).variables())
+      datasets = feature_datasets(model, variables, base_paths, datasets, workdir,
+                                  train_config.eval_batch_size, log=log)
     log(f'data: {datasets.name}: {len(datasets.train):,} train / {len(datasets.validation):,} '
         f'validation / {len(datasets.test):,} test {"features" if apply_fn else "images"} of '
         f'{datasets.image_shape}; {parallel.mode} step on {parallel.num_devices} device(s), '

@@ -1,6 +1,11 @@
-"""The training state: parameters, optimizer state, step, the run's base random key, the frozen set.
+"""The training state: parameters, BatchNorm statistics, optimizer state, step, random key, frozen set.
 
-A flax `TrainState` plus
+A flax `TrainState` (as flax's examples/imagenet extends it) plus
+
+- `batch_stats`, the model's non-trained variables: the moving means and variances of its
+  BatchNorm layers (`flax.linen.BatchNorm`), an empty dict for a model without any. The train step
+  applies the model with `mutable=['batch_stats']` and stores the updated statistics here; every
+  evaluation uses them. `variables()` gives the `{'params', 'batch_stats'}` dict `apply` takes;
 
 - `rng`, the raw key data from which every step derives its dropout key with
   `fold_in(rng, step)`. Keeping the key as plain uint32 data makes the whole state an ordinary
@@ -44,7 +49,15 @@ def join_params(trainable: Params, fixed: Params) -> dict:
 
 class TrainState(train_state.TrainState):
   rng: jax.Array
+  batch_stats: Any = struct.field(default_factory=dict)
   frozen: tuple[str, ...] = struct.field(pytree_node=False, default=())
+
+  def variables(self, params: Params | None = None) -> dict:
+    """The variables `apply_fn` takes: `params` (default: the state's) and the BatchNorm statistics."""
+    variables = {'params': self.params if params is None else params}
+    if self.batch_stats:
+      variables['batch_stats'] = self.batch_stats
+    return variables
 
   def step_key(self, purpose: int = 0) -> jax.Array:
     """The random key of the current step (distinct per `purpose`, e.g. dropout vs augmentation)."""
@@ -78,30 +91,40 @@ def _keys(seed: int) -> tuple[jax.Array, jax.Array]:
   return init_key, step_key
 
 
-def init_params(model: nn.Module, input_shape: Sequence[int], seed: int) -> dict:
-  """The model's freshly initialized parameters for `seed` (those `create_train_state` makes)."""
+def init_variables(model: nn.Module, input_shape: Sequence[int], seed: int) -> dict:
+  """The model's freshly initialized variables for `seed` (those `create_train_state` makes).
+
+  `{'params': ...}`, plus `'batch_stats'` (moving means 0, variances 1) for a BatchNorm model.
+  """
   images = jnp.zeros((1, *input_shape), jnp.float32)
-  return jax.jit(model.init)(_keys(seed)[0], images)['params']
+  return dict(jax.jit(model.init)(_keys(seed)[0], images))
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
-                       input_shape: Sequence[int], seed: int, *, params: Params | None = None,
-                       frozen: Sequence[str] = (), apply_fn=None) -> TrainState:
-  """Initializes the model's parameters for `seed` and the optimizer state for them.
+                       input_shape: Sequence[int], seed: int, *,
+                       variables: Mapping[str, Any] | None = None, frozen: Sequence[str] = (),
+                       apply_fn=None) -> TrainState:
+  """Initializes the model's variables for `seed` and the optimizer state for its parameters.
 
   Args:
     model: the Flax module.
     tx: the optimizer (`cnnjax.training.optimizers.create_optimizer`).
     input_shape: one image's shape.
     seed: the run's seed: initial parameters and the base random key of the steps.
-    params: start from these parameters (e.g. merged with pretrained weights) instead of
-      `init_params(model, input_shape, seed)`.
+    variables: start from these variables (e.g. merged with pretrained weights) instead of
+      `init_variables(model, input_shape, seed)`: 'params' and, for BatchNorm models,
+      'batch_stats'. Other collections are an error.
     frozen: '/'-joined paths of the parameters that do not train
       (`cnnjax.training.param_groups.frozen_paths`).
     apply_fn: what the steps call instead of `model.apply` (e.g. the head alone on cached
       features).
   """
-  if params is None:
-    params = init_params(model, input_shape, seed)
-  return TrainState.create(apply_fn=apply_fn or model.apply, params=params, tx=tx,
+  if variables is None:
+    variables = init_variables(model, input_shape, seed)
+  unknown = sorted(set(variables) - {'params', 'batch_stats'})
+  if unknown:
+    raise ValueError(f'{type(model).__name__} has variable collections {unknown} that training '
+                     "does not carry; cnnjax trains 'params' and BatchNorm 'batch_stats'")
+  return TrainState.create(apply_fn=apply_fn or model.apply, params=variables['params'], tx=tx,
+                           batch_stats=dict(variables.get('batch_stats', {})),
                            rng=jax.random.key_data(_keys(seed)[1]), frozen=tuple(frozen))

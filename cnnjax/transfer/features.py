@@ -11,14 +11,20 @@ training loop: `feature_datasets` replaces the image data sets by feature data s
 `from_features=True` (the head alone). The parameters stay those of the whole model, so the
 checkpoints hold the whole model (base and trained head) and can initialize a fine-tuning run.
 
+A model takes part when its `__call__` has `features_only` and `from_features` keywords
+(`VGGClassifier`, the ResNets). The base runs in inference mode: its BatchNorm layers normalize
+with their moving statistics, as a frozen base does in end-to-end training.
+
 The features are cached in `<workdir>/features.npz` under a key: a SHA-256 of the base's
-parameters, the model's base fields and every split's stored images and labels. A changed base
+variables (parameters and BatchNorm statistics), the model's fields and every split's stored
+images and labels. A changed base
 (other weights, another init_from) or changed data (other classes, counts or seed) changes the
 key, and the features are computed again.
 """
 
 import dataclasses
 import hashlib
+import inspect
 import os
 from typing import Any, Callable, Mapping
 
@@ -30,7 +36,6 @@ from flax import traverse_util
 
 from cnnjax.data.pipeline import ArrayDataset, batches
 from cnnjax.errors import ConfigError
-from cnnjax.models.vgg_classifier import supports_features
 
 CACHE_FILE = 'features.npz'
 SPLITS = ('train', 'validation', 'test')
@@ -46,6 +51,12 @@ def head_param_paths(model: nn.Module, feature_shape) -> list[str]:
 
 def _flat_paths(tree: Mapping[str, Any]) -> list[str]:
   return list(traverse_util.flatten_dict(dict(tree), sep='/'))
+
+
+def supports_features(model: nn.Module) -> bool:
+  """Whether the model splits into a base and a head (`features_only` / `from_features`)."""
+  parameters = inspect.signature(type(model).__call__).parameters
+  return 'features_only' in parameters and 'from_features' in parameters
 
 
 def feature_shape(model: nn.Module, image_shape) -> tuple[int, ...]:
@@ -67,7 +78,8 @@ def check_feature_model(model: nn.Module, image_shape, frozen) -> list[str]:
   """
   if not supports_features(model):
     raise ConfigError('train.cache_features=True needs a model split into a conv base and a head '
-                      f'(VGGClassifier: vgg16_transfer, vgg_small), not {type(model).__name__}')
+                      '(a __call__ with features_only and from_features keywords: VGGClassifier, '
+                      f'ResNet), not {type(model).__name__}')
   images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   every = _flat_paths(jax.eval_shape(model.init, jax.random.key(0), images)['params'])
   head = set(head_param_paths(model, feature_shape(model, image_shape)))
@@ -82,23 +94,29 @@ def check_feature_model(model: nn.Module, image_shape, frozen) -> list[str]:
   return base
 
 
-def extract_features(model: nn.Module, params: Mapping[str, Any], dataset: ArrayDataset,
+def extract_features(model: nn.Module, variables: Mapping[str, Any], dataset: ArrayDataset,
                      batch_size: int) -> np.ndarray:
-  """The base's outputs for every image of `dataset`, in order, as float32 NumPy."""
-  run = jax.jit(lambda p, x: model.apply({'params': p}, x, features_only=True))
+  """The base's outputs (inference mode) for every image of `dataset`, in order, as float32."""
+  run = jax.jit(lambda v, x: model.apply(v, x, features_only=True))
   out = []
   for batch in batches(dataset, batch_size):
     count = int(batch['mask'].sum())
-    out.append(np.asarray(run(params, batch['image']))[:count])
+    out.append(np.asarray(run(variables, batch['image']))[:count])
   return np.concatenate(out)
 
 
-def cache_key(model: nn.Module, base_params: Mapping[str, Any], datasets) -> str:
-  """A SHA-256 of everything the features depend on: base weights, base fields and the data."""
+def _model_fields(model: nn.Module) -> str:
+  """The model's class and field values (what its base computes besides the weights)."""
+  fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)
+            if f.name not in ('parent', 'name')}
+  return repr((type(model).__name__, sorted((k, repr(v)) for k, v in fields.items())))
+
+
+def cache_key(model: nn.Module, base_variables: Mapping[str, Any], datasets) -> str:
+  """A SHA-256 of everything the features depend on: base variables, model fields and the data."""
   digest = hashlib.sha256()
-  digest.update(repr((type(model).__name__, tuple(model.blocks), model.preprocess,
-                      jnp.dtype(model.dtype).name)).encode())
-  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(base_params)[0],
+  digest.update(_model_fields(model).encode())
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(base_variables)[0],
                            key=lambda item: jax.tree_util.keystr(item[0])):
     digest.update(jax.tree_util.keystr(path).encode())
     digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -110,13 +128,14 @@ def cache_key(model: nn.Module, base_params: Mapping[str, Any], datasets) -> str
   return digest.hexdigest()
 
 
-def feature_datasets(model: nn.Module, params: Mapping[str, Any], base_paths, datasets,
+def feature_datasets(model: nn.Module, variables: Mapping[str, Any], base_paths, datasets,
                      workdir: str, batch_size: int, log: Callable[[str], None] = print):
   """`datasets` with every split's images replaced by the base's features, cached in `workdir`.
 
   Args:
-    model: a model with `features_only` / `from_features` (VGGClassifier).
-    params: the whole model's parameters (the base's are used).
+    model: a model with `features_only` / `from_features` (VGGClassifier, ResNet).
+    variables: the whole model's variables (the base's parameters and every BatchNorm
+      statistic are used).
     base_paths: the base's parameter paths (`check_feature_model`).
     datasets: the image data sets (`cnnjax.data.Datasets`).
     workdir: where `features.npz` is cached.
@@ -126,8 +145,9 @@ def feature_datasets(model: nn.Module, params: Mapping[str, Any], base_paths, da
   Returns:
     Datasets of float32 features with the same labels, `image_shape` the features' shape.
   """
-  flat_params = traverse_util.flatten_dict(dict(params), sep='/')
-  base = traverse_util.unflatten_dict({p: flat_params[p] for p in base_paths}, sep='/')
+  flat_params = traverse_util.flatten_dict(dict(variables['params']), sep='/')
+  base = {**variables,
+          'params': traverse_util.unflatten_dict({p: flat_params[p] for p in base_paths}, sep='/')}
   key = cache_key(model, base, datasets)
   path = os.path.join(workdir, CACHE_FILE)
   features = None
@@ -141,7 +161,7 @@ def feature_datasets(model: nn.Module, params: Mapping[str, Any], base_paths, da
   if features is None:
     features = {}
     for split in SPLITS:
-      features[split] = extract_features(model, params, getattr(datasets, split), batch_size)
+      features[split] = extract_features(model, variables, getattr(datasets, split), batch_size)
     if jax.process_index() == 0:
       tmp = path + '.tmp.npz'
       np.savez(tmp, key=np.asarray(key), **features)

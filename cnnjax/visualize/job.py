@@ -55,8 +55,6 @@ POOLING_EXAMPLE = ((2, 1, 7, 1, 2, 5), (5, 0, 3, 4, 1, 2), (1, 7, 8, 3, 3, 0),
                    (0, 3, 2, 0, 1, 1), (6, 2, 5, 3, 0, 3), (3, 6, 0, 2, 1, 0))
 # The lecture's grayscale conversion of colour images.
 GRAY_WEIGHTS = (0.2990, 0.5870, 0.1140)
-# Pretrained weight loaders by model name: module and function, imported only when used.
-WEIGHT_LOADERS = {'vgg16': ('cnnjax.weights', 'load_vgg16_weights')}
 # ImageNet models show the top classes, not all 1,000, in the many-classes figure.
 _MAX_CLASSES_SHOWN = 10
 
@@ -178,7 +176,7 @@ def restore_trained(config: ml_collections.ConfigDict, image_shape: Sequence[int
     state, _ = checkpoints.restore(best_epoch, jax.device_get(like))
   finally:
     checkpoints.close()
-  return model, {'params': state.params}, run_config, best_epoch
+  return model, state.variables(), run_config, best_epoch
 
 
 def _trained_subject(
@@ -209,28 +207,22 @@ def load_photo(path: str, size: int) -> np.ndarray:
 
 
 def pretrained_variables(model, model_name: str, path: str, input_shape: Sequence[int]):
-  """The model's variables with the parameters of a pretrained weight file merged in."""
-  if model_name not in WEIGHT_LOADERS:
-    raise ConfigError(f'no pretrained weight loader for model {model_name!r}; visualize.weights '
-                      f'works for {sorted(WEIGHT_LOADERS)}')
+  """The model's variables from a pretrained weight file (the table registered for the model)."""
   # Imported here: only this path needs the weight readers (h5py and friends).
-  import importlib  # pylint: disable=import-outside-toplevel
-  from cnnjax.weights import merge_params  # pylint: disable=import-outside-toplevel
-  module_name, function = WEIGHT_LOADERS[model_name]
-  load = getattr(importlib.import_module(module_name), function)
-  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, *input_shape), jnp.float32))
-  params = merge_params(variables['params'], load(path), source=path)
-  return {**variables, 'params': params}
+  from cnnjax.weights import load_weights, merge_variables  # pylint: disable=import-outside-toplevel
+  variables = jax.eval_shape(model.init, jax.random.key(0),
+                             jnp.zeros((1, *input_shape), jnp.float32))
+  return merge_variables(variables, load_weights(path, model_name), source=path)
 
 
 def _pretrained_subject(config: ml_collections.ConfigDict) -> Subject:
   from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
-  from cnnjax.weights import detect_format  # pylint: disable=import-outside-toplevel
+  from cnnjax.weights.registry import preprocess_mode  # pylint: disable=import-outside-toplevel
   v = config.visualize
   if not v.image:
     raise ConfigError('visualize.image is empty: with pretrained weights the job needs a photo to '
                       'look at; set visualize.image to a JPEG or PNG file')
-  mode = v.preprocess or imagenet.MODE_FOR_WEIGHTS_FORMAT.get(detect_format(v.weights), 'none')
+  mode = v.preprocess or preprocess_mode(v.weights, config.model.name)
   if mode not in UNIT_PREPROCESS:
     raise ConfigError(f'visualize.preprocess={mode!r} is unknown; choose one of '
                       f'{sorted(UNIT_PREPROCESS)}')

@@ -119,7 +119,8 @@ def preprocess_mode(path: str | os.PathLike, model_name: str) -> str:
   return table.preprocess[files.detect_format(path)]
 
 
-_BUILTIN_MODULES: Sequence[str] = ('cnnjax.weights.vgg16',)
+_BUILTIN_MODULES: Sequence[str] = ('cnnjax.weights.vgg16', 'cnnjax.weights.resnet_keras',
+                                    'cnnjax.weights.resnet')
 
 
 def _register_builtin_tables() -> None:

@@ -102,13 +102,15 @@ def params_from_file(weight_file: files.WeightFile) -> dict[str, dict[str, np.nd
 
 
 def identify(weight_file: files.WeightFile) -> str | None:
-  """'vgg16' when the file holds VGG16's first convolution under a name VGG16 files use."""
+  """'vgg16' for VGG16's layers, 'a VGG-style network' for Keras' VGG names on fewer blocks."""
   names = weight_file.names
   if weight_file.format == files.TORCH:
     return 'vgg16' if 'features.0.weight' in names and 'features.28.weight' in names else None
   if weight_file.format == files.KERAS_WEIGHTS_H5:
     names = [_keras3_layer_name(key) for key in names]
-  return 'vgg16' if 'block1_conv1' in names and 'block5_conv3' in names else None
+  if 'block1_conv1' not in names:
+    return None
+  return 'vgg16' if 'block5_conv3' in names else 'a VGG-style network (block1_conv1, ...)'
 
 
 def load_vgg16_weights(path: str | os.PathLike, *,
@@ -148,7 +150,7 @@ def _to_variables(weight_file: files.WeightFile, model_name: str) -> dict:
 
 
 registry.register_weights(registry.WeightTable(
-    family='VGG16', models=('vgg16', 'vgg16_base', 'vgg16_transfer'), to_variables=_to_variables,
+    family='VGG16', models=('vgg16', 'vgg16_base', 'vgg16_transfer', 'vgg_small'), to_variables=_to_variables,
     identify=identify, where_to_get=WHERE_TO_GET,
     preprocess={files.KERAS_LEGACY_H5: 'caffe', files.KERAS_WEIGHTS_H5: 'caffe',
                 files.TORCH: 'torch'}))
