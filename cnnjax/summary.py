@@ -20,9 +20,7 @@ from cnnjax.models.layer_outputs import layer_outputs, layer_types
 from cnnjax.training.param_groups import ParamGroup, assign_groups, frozen_paths, param_groups
 
 ParamPath = tuple[str, ...]
-_WIDTHS = (29, 26, 10)
-_RULE = '_' * sum(_WIDTHS)
-_DOUBLE_RULE = '=' * sum(_WIDTHS)
+_WIDTHS = (29, 26, 10)  # Keras 2's columns; the first widens for long layer names.
 
 
 def abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Mapping[str, Any]:
@@ -62,8 +60,8 @@ def _layer_sizes(variables: Mapping[str, Any]) -> dict[str, int]:
   return sizes
 
 
-def _row(*cells: str) -> str:
-  return ''.join(cell.ljust(width) for cell, width in zip(cells, _WIDTHS)).rstrip()
+def _row(widths: Sequence[int], *cells: str) -> str:
+  return ''.join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
 
 
 def summary(model: nn.Module, input_shape: Sequence[int], *, variables: Mapping[str, Any] | None = None,
@@ -83,15 +81,19 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, variables: Mapping[
   types = layer_types(model, variables, images)
   shapes = jax.eval_shape(lambda v, x: layer_outputs(model, v, x), variables, images)
   sizes = _layer_sizes(variables)
-  lines = [f'Model: "{name or type(model).__name__}"', _RULE,
-           _row('Layer (type)', 'Output Shape', 'Param #'), _DOUBLE_RULE]
-  for i, (layer, layer_type) in enumerate(types.items()):
+  labels = {layer: f'{layer} ({layer_type})' for layer, layer_type in types.items()}
+  longest = max(map(len, labels.values()), default=0)
+  widths = (_WIDTHS[0] if longest <= _WIDTHS[0] else longest + 1, *_WIDTHS[1:])
+  rule, double_rule = '_' * sum(widths), '=' * sum(widths)
+  lines = [f'Model: "{name or type(model).__name__}"', rule,
+           _row(widths, 'Layer (type)', 'Output Shape', 'Param #'), double_rule]
+  for i, (layer, label) in enumerate(labels.items()):
     shape = '(None, ' + ', '.join(str(d) for d in shapes[layer].shape[1:]) + ')'
-    lines.append(_row(f'{layer} ({layer_type})', shape, f'{sizes.get(layer, 0):,}'))
-    lines.append(_DOUBLE_RULE if i == len(types) - 1 else _RULE)
+    lines.append(_row(widths, label, shape, f'{sizes.get(layer, 0):,}'))
+    lines.append(double_rule if i == len(labels) - 1 else rule)
   counts = parameter_counts(variables, trainable)
   lines += [f"Total params: {counts['total']:,}", f"Trainable params: {counts['trainable']:,}",
-            f"Non-trainable params: {counts['non_trainable']:,}", _RULE]
+            f"Non-trainable params: {counts['non_trainable']:,}", rule]
   return '\n'.join(lines)
 
 

@@ -116,7 +116,12 @@ def load_weights(path: str | os.PathLike, model_name: str) -> Variables:
 def preprocess_mode(path: str | os.PathLike, model_name: str) -> str:
   """The `preprocess_input` mode the weights in `path` expect."""
   table = weight_table(model_name)
-  return table.preprocess[files.detect_format(path)]
+  kind = files.detect_format(path)
+  if kind not in table.preprocess:
+    raise DataError(f'{path!r} is a {kind} file, a format {table.family} weights do not come in '
+                    f'({", ".join(sorted(table.preprocess))}); use the right file: '
+                    f'{table.where_to_get}')
+  return table.preprocess[kind]
 
 
 _BUILTIN_MODULES: Sequence[str] = ('cnnjax.weights.vgg16', 'cnnjax.weights.resnet_keras',
