@@ -220,3 +220,8 @@ def test_init_from_a_run_takes_its_batch_statistics(tmp_path, monkeypatch, tiny_
   assert 'taken (6 parameters, 4 BatchNorm statistics): bn1, bn2, conv1, conv2' in messages[0]
   # With momentum 0.5 after 8 steps the statistics are far from their initial 0 and 1.
   assert np.abs(pretrained['batch_stats']['bn1']['var'] - 1).max() > 0.5
+  # The visualize job restores the same variables from the run, statistics included.
+  from cnnjax.visualize import job  # pylint: disable=import-outside-toplevel
+  tiny_config.visualize = {'checkpoint_dir': run}
+  _, variables, _, _ = job.restore_trained(tiny_config, (28, 28, 1))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(variables), pretrained)

@@ -28,6 +28,15 @@ EXPECTED = {
     'vgg16_transfer': ((150, 150, 3), 16_812_353),
     'vgg_small': ((28, 28, 1), 242_954),  # 10 outputs; the binary transfer task's has 240,641.
 }
+# BatchNorm models: (input, trainable, non-trainable = the moving statistics). torchvision's
+# counts for the first three (as torchvision counts parameters), Keras' summary for the last.
+EXPECTED_BATCH_NORM = {
+    'resnet18': ((224, 224, 3), 11_689_512, 9_600),
+    'resnet34': ((224, 224, 3), 21_797_672, 17_024),
+    'resnet50': ((224, 224, 3), 25_557_032, 53_120),
+    'resnet50_keras': ((224, 224, 3), 25_583_592, 53_120),
+    'resnet_small': ((28, 28, 1), 77_754, 672),  # cnnjax's own design (cnnjax/models/resnet.py).
+}
 
 
 def model_config(name, **fields):
@@ -41,8 +50,16 @@ def test_parameter_counts(name):
   assert counts == {'total': expected, 'trainable': expected, 'non_trainable': 0}
 
 
+@pytest.mark.parametrize('name', sorted(EXPECTED_BATCH_NORM))
+def test_batch_norm_parameter_counts(name):
+  shape, trainable, statistics = EXPECTED_BATCH_NORM[name]
+  counts = parameter_counts(abstract_variables(create_model(model_config(name)), shape))
+  assert counts == {'total': trainable + statistics, 'trainable': trainable,
+                    'non_trainable': statistics}
+
+
 def test_every_registered_model_has_an_expected_count():
-  assert sorted(MODELS) == sorted(EXPECTED)
+  assert sorted(MODELS) == sorted([*EXPECTED, *EXPECTED_BATCH_NORM])
 
 
 def test_dropout_adds_no_parameters():
