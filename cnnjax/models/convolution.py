@@ -200,10 +200,13 @@ def explicit_padding(padding: Padding) -> str | tuple[tuple[int, int], ...]:
   """'SAME', 'VALID' or ((top, bottom), (left, right)) as a hashable tuple; a ValueError else."""
   if isinstance(padding, str):
     if padding.upper() not in ('SAME', 'VALID'):
-      raise ValueError(f"padding must be 'SAME', 'VALID' or ((top, bottom), (left, right)), "
-                       f'not {padding!r}')
+      raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding.upper()!r} (or "
+                       'explicit ((top, bottom), (left, right)))')
     return padding.upper()
-  pairs = tuple(tuple(int(p) for p in pair) for pair in padding)
+  try:
+    pairs = tuple(tuple(int(p) for p in pair) for pair in padding)
+  except TypeError:
+    pairs = ()
   if len(pairs) != 2 or any(len(pair) != 2 or min(pair) < 0 for pair in pairs):
     raise ValueError(f'explicit padding must be ((top, bottom), (left, right)) of non-negative '
                      f'integers, not {padding!r}')

@@ -264,15 +264,16 @@ resnet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block='bottleneck
 
 # resnet_small: a ResNet-8 for 28x28x1 Fashion-MNIST (0..1 pixels, no preprocessing): conv1 3x3
 # stride 1 (16) - bn1 - ReLU, then one BasicBlock per stage at 16 (28x28), 32 (14x14, stride 2,
-# projected shortcut) and 64 channels (7x7, stride 2, projected), global average, fc 10. 77,754
-# trainable parameters and 672 moving statistics. One block per stage because a step's cost is
-# memory traffic more than arithmetic (XLA's count: 6.8 GFLOP and 1.0 GB per train step at batch
-# 128; 14.5 GFLOP and 1.8 GB with two blocks per stage, the CIFAR ResNet-14): measured on the
-# 2-core CPU as launch.py runs (YNNPACK fusions off, huge pages), 2026-11-29, its jitted
-# value-and-grad + SGD step took 10x as much CPU time as small_convnet's at batch 64, about
-# 110-125 ms per batch of 128 on an unloaded machine, 42-47 s per epoch of 48,000 images;
-# the two-blocks-per-stage variant took 19-24x, over 80 s per epoch. Convolutions 'auto' (taps
-# for the one-channel stem, lax after).
+# projected shortcut) and 64 channels (7x7, stride 2, projected), global average, fc 10: 77,754
+# trainable parameters and 672 moving statistics. One block per stage for speed: XLA counts 6.8
+# GFLOP and 1.0 GB of memory traffic per train step at batch 128 (14.5 GFLOP and 1.8 GB with two
+# blocks per stage, the CIFAR ResNet-14). Measured 2026-11-29 on the 2-core CPU as launch.py runs
+# (YNNPACK fusions off, huge pages), jitted value-and-grad + SGD step, batch 128, with other jobs
+# loading the machine (load average 5-6): 255-520 ms per step wall, 10-11x the time of
+# small_convnet's step at batch 64 measured alongside, which takes 11.1 ms alone (README); so about
+# 110-125 ms per step, 42-47 s per epoch of 48,000 images, on an unloaded machine (not measured
+# unloaded). Two blocks per stage took 17-24x small_convnet's step: 70-100 s per epoch.
+# Convolutions 'auto' (taps for the one-channel stem, lax after; 'lax' alone measured the same).
 resnet_small = functools.partial(
     ResNet, stage_sizes=(1, 1, 1), block='basic', stem='small', stem_features=16,
     widths=(16, 32, 64), num_outputs=10, conv_implementation='auto')
