@@ -359,3 +359,27 @@ def test_vgg16_file_into_resnet18(tmp_path):
               for kind in ('weight', 'bias')}, path)
   with pytest.raises(DataError, match='looks like vgg16'):
     load_weights(path, 'resnet18')
+
+
+def test_init_from_a_torchvision_file_under_a_new_binary_head(torch_files):
+  """The transfer configs' path: model.init_from takes the backbone (BatchNorm statistics with
+  it) from a torchvision .pth and leaves the new one-unit fc freshly initialized."""
+  from configs import resnet18_transfer  # pylint: disable=import-outside-toplevel
+  from cnnjax.transfer.pretrained import init_from_pretrained  # pylint: disable=import-outside-toplevel
+  path = str(torch_files['resnet18']['paths']['zip'])
+  model = resnet.resnet18(num_outputs=1)
+  fresh = model.init(jax.random.key(0), images())
+  messages = []
+  merged = init_from_pretrained(fresh, path, resnet18_transfer.BACKBONE, 'resnet18',
+                                log=messages.append)
+  loaded = load_weights(path, 'resnet18')
+  np.testing.assert_array_equal(merged['params']['layer4']['1']['conv2']['kernel'],
+                                loaded['params']['layer4']['1']['conv2']['kernel'])
+  np.testing.assert_array_equal(merged['batch_stats']['layer3']['0']['downsample']['1']['var'],
+                                loaded['batch_stats']['layer3']['0']['downsample']['1']['var'])
+  np.testing.assert_array_equal(merged['params']['fc']['kernel'], fresh['params']['fc']['kernel'])
+  assert 'taken (60 parameters, 40 BatchNorm statistics)' in messages[0]
+  assert 'new (freshly initialized): fc' in messages[0]
+  # The torch reference's features, through the pretrained backbone of the binary model.
+  features = model.apply(merged, images(), features_only=True)
+  assert relative_difference(features, torch_files['resnet18']['features']) < 1e-4
