@@ -6,7 +6,6 @@ hand says which statistics each layer normalized with. The multi-device cases (s
 checkpoints between 8 devices and 1) are in test_parallel.py.
 """
 
-import os
 
 import flax.linen as nn
 import jax
@@ -27,7 +26,7 @@ from cnnjax.transfer import features as features_lib
 from cnnjax.transfer.pretrained import init_from_pretrained, load_run_variables
 from cnnjax.data.pipeline import ArrayDataset
 
-from batch_norm_model import (EPSILON, MOMENTUM, SHAPE, TinyBatchNormNet, randomized_statistics,
+from batch_norm_model import (MOMENTUM, SHAPE, TinyBatchNormNet, randomized_statistics,
                               reference_logits)
 
 OBJECTIVE = get_objective('sparse_categorical_crossentropy')

@@ -31,6 +31,8 @@ from cnnjax.weights import (identify_architecture, load_weights, merge_variables
 from cnnjax.weights import files
 from cnnjax.weights.resnet_keras import KERAS_NO_TOP_URL, KERAS_URL, identify
 
+from keras_files import import_keras, tf_keras_names, write_keras_file
+
 # Keras' JAX backend converts arrays in a way NumPy 2 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning:keras.*')
 
@@ -50,11 +52,6 @@ def images(size, seed=0):
   return np.random.default_rng(seed).uniform(-120, 150, (2, size, size, 3)).astype(np.float32)
 
 
-def import_keras():
-  os.environ.setdefault('KERAS_BACKEND', 'jax')
-  return pytest.importorskip('keras')
-
-
 def randomize(keras, model, seed):
   """Random BatchNorm gammas, betas and moving statistics (variances positive), random biases."""
   rng = np.random.default_rng(seed)
@@ -68,44 +65,8 @@ def randomize(keras, model, seed):
   return model
 
 
-def write_imagenet_layout(path, keras_model):
-  """An HDF5 file laid out as resnet50_weights_tf_dim_ordering_tf_kernels*.h5 are.
-
-  Every layer (weightless ones included) is listed in the root's `layer_names`; each layer's group
-  lists its datasets, named as tf.keras names them ('conv1_bn/gamma:0', nested groups), in
-  `weight_names`: gamma before beta, while the datasets themselves sort beta first.
-  """
-  with h5py.File(path, 'w') as f:
-    f.attrs['layer_names'] = np.array([layer.name for layer in keras_model.layers], dtype='S')
-    for layer in keras_model.layers:
-      group = f.create_group(layer.name)
-      weight_names = [f'{layer.name}/{variable.name}:0' for variable in layer.weights]
-      for name, variable in zip(weight_names, layer.weights):
-        group.create_dataset(name, data=np.asarray(variable))
-      group.attrs['weight_names'] = np.array(weight_names, dtype='S')
-  return str(path)
-
-
-def write_keras_file(path, keras_model, layout):
-  """The model's weights in one of the Keras layouts cnnjax reads."""
-  from keras.src.legacy.saving import legacy_h5_format
-  if layout.startswith('keras3'):
-    keras_model.save_weights(path)
-    if layout == 'keras3_unnamed.weights.h5':
-      # Older Keras 3 versions store no layer names: only the class keys (conv2d_1, ...) remain.
-      with h5py.File(path, 'r+') as f:
-        for group in f['layers'].values():
-          if 'vars' in group and 'name' in group['vars'].attrs:
-            del group['vars'].attrs['name']
-  elif layout == 'legacy.h5':
-    with h5py.File(path, 'w') as f:
-      legacy_h5_format.save_weights_to_hdf5_group(f, keras_model)
-  else:
-    write_imagenet_layout(path, keras_model)
-  return str(path)
-
-
-LAYOUTS = ('keras3.weights.h5', 'keras3_unnamed.weights.h5', 'legacy.h5', 'imagenet.h5')
+RESNET_LAYOUTS = ('keras3.weights.h5', 'keras3_unnamed.weights.h5', 'legacy.h5',
+                  'imagenet.h5')
 
 
 @pytest.fixture(scope='module')
@@ -116,8 +77,9 @@ def keras_top(tmp_path_factory):
   model = randomize(keras, keras.applications.ResNet50(
       weights=None, input_shape=(SIZE, SIZE, 3), classifier_activation=None), seed=0)
   directory = tmp_path_factory.mktemp('resnet50_top')
-  paths = {layout: write_keras_file(directory / f'resnet50_{layout}', model, layout)
-           for layout in LAYOUTS}
+  paths = {layout: write_keras_file(directory / f'resnet50_{layout}', model, layout,
+                                    tf_keras_names)
+           for layout in RESNET_LAYOUTS}
   return model, paths
 
 
@@ -129,7 +91,8 @@ def keras_base(tmp_path_factory):
   model = randomize(keras, keras.applications.ResNet50(
       weights=None, include_top=False, input_shape=(SIZE, SIZE, 3)), seed=1)
   directory = tmp_path_factory.mktemp('resnet50_notop')
-  paths = {layout: write_keras_file(directory / f'resnet50_notop_{layout}', model, layout)
+  paths = {layout: write_keras_file(directory / f'resnet50_notop_{layout}', model, layout,
+                                    tf_keras_names)
            for layout in ('keras3.weights.h5', 'imagenet.h5')}
   return model, paths
 
@@ -161,7 +124,7 @@ def test_with_top_matches_keras_in_every_layout(keras_top):
   reference = keras_model.predict(x, verbose=0)
   model = ResNet50Keras()
   apply = jax.jit(model.apply)
-  for layout in LAYOUTS:
+  for layout in RESNET_LAYOUTS:
     variables = port(model, paths[layout])
     difference = relative_difference(apply(variables, x), reference)
     print(f'with top, {layout}: max relative difference {difference:.2e}')
@@ -188,7 +151,6 @@ def test_without_top_matches_keras(keras_base):
 def test_training_mode_matches_keras(keras_base):
   # train=True normalizes with the batch's (biased) statistics and moves the moving ones with
   # momentum 0.99, as Keras' training=True call does.
-  keras = import_keras()
   keras_model, paths = keras_base
   model = ResNet50Keras(include_top=False)
   variables = port(model, paths['keras3.weights.h5'])
@@ -266,7 +228,8 @@ def test_with_top_at_224_matches_keras(tmp_path):
   reference = keras_model.predict(x, verbose=0)
   model = ResNet50Keras()
   for layout in ('keras3.weights.h5', 'imagenet.h5'):
-    path = write_keras_file(tmp_path / f'resnet50_{layout}', keras_model, layout)
+    path = write_keras_file(tmp_path / f'resnet50_{layout}', keras_model, layout,
+                            tf_keras_names)
     difference = relative_difference(model.apply(port(model, path, 224), x), reference)
     print(f'with top at 224, {layout}: max relative difference {difference:.2e}')
     assert difference < TOLERANCE, layout
@@ -329,7 +292,7 @@ def test_loader_maps_batchnorm_by_weight_order(keras_top):
   keras_model, paths = keras_top
   layer = keras_model.get_layer('conv4_block2_2_bn')
   gamma, beta, mean, variance = (np.asarray(v) for v in layer.weights)
-  for layout in LAYOUTS:
+  for layout in RESNET_LAYOUTS:
     loaded = load_weights(paths[layout], MODEL)
     np.testing.assert_array_equal(loaded['params']['conv4_block2_2_bn']['scale'], gamma)
     np.testing.assert_array_equal(loaded['params']['conv4_block2_2_bn']['bias'], beta)

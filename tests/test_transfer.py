@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +21,7 @@ from cnnjax.transfer import features as features_lib
 from cnnjax.transfer.pretrained import init_from_pretrained, load_run_variables
 
 from conftest import REPO
+from keras_files import write_weights_h5
 
 TINY_BLOCKS = ((1, 4), (1, 8))
 
@@ -107,19 +107,6 @@ def test_load_datasets_draws_the_configured_subset(tiny_config):
 
 
 # -- init_from --------------------------------------------------------------------------------
-
-
-def write_weights_h5(path, params):
-  """A legacy Keras HDF5 file (the layout of the ImageNet files) holding `params` by layer name."""
-  with h5py.File(path, 'w') as f:
-    f.attrs['layer_names'] = np.array(list(params), dtype='S')
-    for layer, weights in params.items():
-      group = f.create_group(layer)
-      names = [f'{layer}_W_1:0', f'{layer}_b_1:0']
-      group.create_dataset(names[0], data=np.asarray(weights['kernel']))
-      group.create_dataset(names[1], data=np.asarray(weights['bias']))
-      group.attrs['weight_names'] = np.array(names, dtype='S')
-  return str(path)
 
 
 def tiny_params(seed, num_outputs=2):
@@ -337,3 +324,28 @@ def test_the_experiment_runs_every_workflow_fast(tmp_path):
                 '(3) fine-tuning', '(4) end to end'):
     assert title in text
   assert os.path.isdir(os.path.join(REPO, 'configs'))
+
+
+def test_resnet_small_workflows_build_and_follow_their_freezing():
+  from cnnjax.transfer import experiment  # pylint: disable=import-outside-toplevel
+  from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
+  from cnnjax.summary import abstract_variables  # pylint: disable=import-outside-toplevel
+  assert experiment.BASES['vgg_small'].runs == experiment.RUNS  # The default is unchanged.
+  spec = experiment.BASES['resnet_small']
+  assert experiment.load_config(spec.pretrain[1]).model.name == 'resnet_small'
+  sizes = None
+  for name, config_name, _, init_run in spec.runs:
+    config = experiment.load_config(config_name)
+    assert config.model.name == 'resnet_small' and config.model.num_outputs == 1
+    assert bool(config.model.init_from) == (init_run is not None)
+    assert config.train.cache_features == (name == 'feature_extraction')
+    if sizes is None:  # Parameters per top-level module (shapes only).
+      params = abstract_variables(create_model(config.model), (28, 28, 1))['params']
+      sizes = {k: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v))
+               for k, v in params.items()}
+    expected = {'feature_extraction': sizes['fc'], 'feature_extraction_augment': sizes['fc'],
+                'fine_tuning': sizes['layer3'] + sizes['fc']}.get(name, sum(sizes.values()))
+    counts = experiment._counts(config, (28, 28, 1))  # pylint: disable=protected-access
+    assert (counts['trainable'], counts['non_trainable']) == (
+        expected, sum(sizes.values()) - expected + 672), name  # + BatchNorm moving statistics.
+  assert ArrayDataset(np.zeros((3, 64), np.float32), np.zeros(3, np.int32)).image_shape == (64,)

@@ -4,7 +4,6 @@ import functools
 import json
 import os
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +18,7 @@ from cnnjax.visualize import job
 from cnnjax.weights import keras_h5, registry
 from cnnjax.weights.registry import WeightTable
 
+from keras_files import write_weights_h5
 from test_summary import load_config
 
 PNG = b'\x89PNG\r\n\x1a\n'
@@ -95,18 +95,6 @@ def tiny_weights():
   return jax.tree.map(np.asarray, variables['params'])
 
 
-def write_legacy_h5(path, params):
-  """`params` ({layer: {kernel, bias}}) as a Keras legacy HDF5 weights file."""
-  with h5py.File(path, 'w') as f:
-    f.attrs['layer_names'] = np.array(list(params), dtype='S')
-    for layer, weights in params.items():
-      group = f.create_group(layer)
-      names = [f'{layer}/kernel:0', f'{layer}/bias:0']
-      group.create_dataset(names[0], data=weights['kernel'])
-      group.create_dataset(names[1], data=weights['bias'])
-      group.attrs['weight_names'] = np.array(names, dtype='S')
-
-
 TINY_TABLE = WeightTable(
     family='tiny', models=('tiny_pretrained',),
     to_variables=lambda f, name: {'params': keras_h5.to_flax_params(f.arrays)},
@@ -125,7 +113,7 @@ def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_conf
   config.model.num_outputs = 5
   v = config.visualize
   v.weights = str(tmp_path / 'weights.h5')
-  write_legacy_h5(v.weights, tiny_weights())
+  write_weights_h5(v.weights, tiny_weights())
   v.image = photo
   v.image_size = 32
   v.preprocess = 'none'
@@ -188,7 +176,7 @@ def test_distinct_class_examples():
 @pytest.mark.slow  # Builds Keras' VGG16 and writes its 528 MiB weight file: about 1 min.
 def test_vgg16_job_on_a_file_in_the_imagenet_layout(tmp_path, capsys, tiny_config):
   """The VGG16 path of the job on a Keras-made weight file laid out like the ImageNet file."""
-  from test_weights import import_keras, write_imagenet_layout  # pylint: disable=import-outside-toplevel
+  from keras_files import import_keras, write_imagenet_layout  # pylint: disable=import-outside-toplevel
   keras = import_keras()
   keras.utils.set_random_seed(0)
   keras_model = keras.applications.VGG16(weights=None)

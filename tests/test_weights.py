@@ -8,7 +8,6 @@ cnnjax's VGG16 must reproduce their outputs from those files. The fast tests run
 64x64 (fc1 takes 2x2x512); the 224x224 with-top comparisons are marked slow.
 """
 
-import os
 import pickle
 
 import h5py
@@ -23,6 +22,8 @@ from cnnjax.weights import detect_format, load_vgg16_weights, merge_params, read
 from cnnjax.weights import files
 from cnnjax.weights.vgg16 import (KERAS_NO_TOP_URL, KERAS_URL, TORCHVISION_URL,
                                   nchw_to_nhwc_rows, params_from_torchvision)
+
+from keras_files import LAYOUTS, import_keras, write_keras_file
 
 torch = pytest.importorskip('torch')
 
@@ -60,57 +61,6 @@ def port(model, path, x, **load_kwargs):
 # Files written in every format
 
 
-def import_keras():
-  os.environ.setdefault('KERAS_BACKEND', 'jax')
-  return pytest.importorskip('keras')
-
-
-def write_imagenet_layout(path, keras_model, chunks=1):
-  """An HDF5 file laid out as vgg16_weights_tf_dim_ordering_tf_kernels*.h5 are.
-
-  Every layer (weightless ones included) is listed in the root's `layer_names`; each layer's group
-  lists its datasets, named like 'block1_conv1_W_1:0', in `weight_names`. With chunks > 1 the
-  names are split over `layer_names0`, `layer_names1`, ... as Keras does for large attributes.
-  """
-  names = [layer.name for layer in keras_model.layers]
-  with h5py.File(path, 'w') as f:
-    if chunks == 1:
-      f.attrs['layer_names'] = np.array(names, dtype='S')
-    else:
-      for i, part in enumerate(np.array_split(np.array(names, dtype='S'), chunks)):
-        f.attrs[f'layer_names{i}'] = part
-    for layer in keras_model.layers:
-      group = f.create_group(layer.name)
-      weight_names = []
-      for variable, suffix in zip(layer.weights, ('W', 'b')):
-        weight_names.append(f'{layer.name}_{suffix}_1:0')
-        group.create_dataset(weight_names[-1], data=np.asarray(variable))
-      group.attrs['weight_names'] = np.array(weight_names, dtype='S')
-
-
-KERAS_LAYOUTS = ('keras3.weights.h5', 'keras3_unnamed.weights.h5', 'legacy.h5', 'model.h5',
-                 'imagenet.h5', 'imagenet_chunked.h5')
-
-
-def write_keras_file(path, keras_model, layout):
-  """The model's weights in one of the Keras layouts cnnjax reads."""
-  from keras.src.legacy.saving import legacy_h5_format
-  if layout.startswith('keras3'):
-    keras_model.save_weights(path)
-  if layout == 'keras3_unnamed.weights.h5':
-    # Older Keras 3 versions store no layer names: only the class keys (conv2d_1, ...) remain.
-    with h5py.File(path, 'r+') as f:
-      for group in f['layers'].values():
-        if 'vars' in group and 'name' in group['vars'].attrs:
-          del group['vars'].attrs['name']
-  elif layout == 'legacy.h5':
-    with h5py.File(path, 'w') as f:
-      legacy_h5_format.save_weights_to_hdf5_group(f, keras_model)
-  elif layout == 'model.h5':
-    legacy_h5_format.save_model_to_hdf5(keras_model, path)
-  elif layout.startswith('imagenet'):
-    write_imagenet_layout(path, keras_model, chunks=3 if layout == 'imagenet_chunked.h5' else 1)
-  return str(path)
 
 
 @pytest.fixture(scope='module')
@@ -121,7 +71,7 @@ def keras_base(tmp_path_factory):
   model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
   directory = tmp_path_factory.mktemp('keras_base')
   paths = {layout: write_keras_file(directory / f'vgg16_notop_{layout}', model, layout)
-           for layout in KERAS_LAYOUTS}
+           for layout in LAYOUTS}
   return np.asarray(model(images(SIZE))), paths
 
 
@@ -177,7 +127,7 @@ def torch_top(tmp_path_factory):
 # The port is exact
 
 
-@pytest.mark.parametrize('layout', KERAS_LAYOUTS)
+@pytest.mark.parametrize('layout', LAYOUTS)
 def test_keras_base_matches_keras(keras_base, layout):
   reference, paths = keras_base
   output = port(VGG16(include_top=False), paths[layout], images(SIZE))
