@@ -134,7 +134,10 @@ class Parallel:
   def to_checkpoint(self, state: Any) -> Any:
     """The state in the form checkpoints hold: replicated global arrays (plain on one device)."""
     if self.mode == 'pmap':
-      return self._global_replicated(jax.tree.map(lambda x: x[0], state))
+      # Every device holds the same copy: take this process's first one as it is. Indexing the
+      # global array instead (x[0]) is a computation over the devices of every process, and one
+      # such eager op per leaf was seen to deadlock two processes on XLA:CPU.
+      return self._global_replicated(jax.tree.map(lambda x: _local_value(x)[0], state))
     return state  # Already one array per leaf (replicated over the mesh when sharded).
 
   def place_state(self, state: Any) -> Any:
