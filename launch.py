@@ -6,6 +6,11 @@ model's summary and exits; `--mode predict` prints the top ImageNet classes of p
 (configs/imagenet_predict.py; --workdir optional). A config's `job` field picks the job:
 training (the default) or 'visualize' (figures of a trained model). Everything else lives in
 the `cnnjax` package.
+
+Exit codes: 0 done; 2 an error the user can fix (printed as one line `error: ...`: bad input, a
+workdir another live run holds, a read-only or full disk); 143 / 130 a training run stopped by
+SIGTERM / SIGINT at a checkpoint that the same command resumes from
+(cnnjax/training/interrupts.py).
 """
 
 import os
@@ -28,6 +33,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from cnnjax.errors import CnnjaxError
+from cnnjax.training.interrupts import Interrupted  # Imports no JAX.
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
@@ -90,6 +96,9 @@ def main(argv: list[str]) -> None:
   except CnnjaxError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except Interrupted as e:  # SIGTERM / SIGINT: 143 / 130 (cnnjax/training/interrupts.py).
+    print(e, file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

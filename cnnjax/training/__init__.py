@@ -6,5 +6,7 @@
 - `optimizers` and `param_groups`: optax optimizers, schedules and frozen / scaled parameter
   groups; `losses`: the objectives;
 - `checkpointing`, `history`, `learning_curves`, `progress`: what a run writes and shows;
+- `workdir_lock` and `interrupts`: one live run per workdir; SIGTERM / SIGINT stop at a
+  checkpoint;
 - `train`: `train_and_evaluate(config, workdir)`, the loop `launch.py` runs.
 """

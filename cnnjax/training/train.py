@@ -12,12 +12,20 @@ select a small-data task as the data load (`cnnjax.data.subsets`), `model.init_f
 the fresh ones (a fresh run only: a resumed run restores its own), `train.param_groups` freezes
 parameters or scales their learning rate, and `train.cache_features` trains the head on the
 frozen base's cached features instead of on images.
+
+Faults (tests/test_faults.py): a run holds `workdir/.lock` (`workdir_lock`: a second run on the
+workdir is refused, naming the holder); resuming with a config that changes the model or the
+optimizer (`_STATE_FIELDS`) is an error naming the changed fields; a damaged latest checkpoint is
+moved aside and the run falls back to the one before (`checkpointing`); a read-only or full disk
+is one `CnnjaxError` naming the path, the files written before it intact; SIGTERM / SIGINT stop
+the run at its last end-of-epoch checkpoint with exit code 143 / 130 (`interrupts`).
 """
 
 import functools
 import json
 import math
 import os
+import re
 import time
 from typing import Callable
 
@@ -27,7 +35,9 @@ import ml_collections
 from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax.training import history as history_lib
-from cnnjax.training.checkpointing import Checkpoints
+from cnnjax.training.checkpointing import Checkpoints, disk_error_reason
+from cnnjax.training.interrupts import Interrupted, StopRequests
+from cnnjax.training.workdir_lock import WorkdirLock
 from cnnjax.errors import CnnjaxError, ConfigError
 from cnnjax.training.learning_curves import plot_learning_curves
 from cnnjax.training.losses import get_objective
@@ -77,6 +87,38 @@ def _check_augmented_shape(augmenter: augment_lib.Augmenter, kind: str, image_sh
           'evaluation, so set the output size to the data\'s image size (data.image_size)')
 
 
+# Fields a resumed run must not change: they change the model or the optimizer, so the
+# checkpoints' state does not fit the new one (or fits it but means something else). Every
+# `model.*` field is one, but those read only by a fresh run.
+_STATE_FIELDS = ('train.optimizer', 'train.momentum', 'train.nesterov', 'train.weight_decay',
+                 'train.grad_clip_norm', 'train.param_groups', 'train.cache_features')
+# Read only by a fresh run (init_from), or not by training at all (input_shape: the summary's).
+_FRESH_RUN_ONLY_FIELDS = ('model.init_from', 'model.init_layers', 'model.input_shape')
+
+
+def _has_checkpoints(workdir: str) -> bool:
+  directory = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def _check_state_fields(resolved: dict, previous: dict, workdir: str) -> None:
+  """Refuses to resume with a config that changes the model or the optimizer (`_STATE_FIELDS`)."""
+  changes = []
+  for group, fields in resolved.items():
+    if not isinstance(fields, dict):
+      continue
+    for key, value in fields.items():
+      name = f'{group}.{key}'
+      if ((group == 'model' and name not in _FRESH_RUN_ONLY_FIELDS) or name in _STATE_FIELDS) \
+          and previous.get(group, {}).get(key) != value:
+        changes.append(f'{name} from {previous.get(group, {}).get(key)!r} to {value!r}')
+  if changes:
+    raise ConfigError(
+        f'{workdir} holds the checkpoints of a run with another model or optimizer; this config '
+        f'changes {"; ".join(changes)}. Resuming would restore a state that does not fit: use a '
+        'new --workdir for the new config, or the config that wrote the checkpoints')
+
+
 def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config; says which fields differ from the one a resumed run used."""
   path = os.path.join(workdir, 'config.json')
@@ -84,6 +126,8 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
+    if _has_checkpoints(workdir):
+      _check_state_fields(resolved, previous, workdir)
     changed = [f'{group}.{key}' for group, fields in resolved.items() if isinstance(fields, dict)
                for key, value in fields.items()
                if previous.get(group, {}).get(key) != value]
@@ -112,10 +156,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     The test metrics: test_loss, test_accuracy and best_epoch.
+
+  Raises:
+    Interrupted: on SIGTERM / SIGINT, once the last checkpoint is on disk
+      (`cnnjax.training.interrupts`: launch.py exits with code 143 / 130).
+    CnnjaxError: besides bad input, when another live run holds the workdir
+      (`cnnjax.training.workdir_lock`) and when the workdir is read-only or its disk is full
+      (the message names the path; what was written before stays intact).
   """
+  if config.train.epochs < 1:
+    raise ConfigError(f'train.epochs must be at least 1, not {config.train.epochs}')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with WorkdirLock(workdir, enabled=jax.process_index() == 0), StopRequests() as stop:
+      return _train_and_evaluate(config, workdir, on_epoch_end, stop)
+  except Exception as e:  # pylint: disable=broad-except
+    disk_error = _disk_error(e, workdir)
+    if disk_error is None:
+      raise
+    raise disk_error from e
+
+
+def _disk_error(error: BaseException, workdir: str) -> CnnjaxError | None:
+  """A clear CnnjaxError for a read-only or full workdir anywhere in `error`'s chain, else None."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, CnnjaxError):
+      return None
+    reason = disk_error_reason(error)
+    if reason is not None:
+      # The file that failed: an OSError's filename, else the first path in the workdir that a
+      # wrapped error's text quotes (TensorStore's do), else the workdir.
+      workdir = os.path.abspath(workdir)
+      quoted = re.findall(r'"(' + re.escape(workdir) + r'[^"]*)"', str(error))
+      path = getattr(error, 'filename', None) or (quoted[-1] if quoted else workdir)
+      return CnnjaxError(
+          f'cannot write {path}: {reason}. The checkpoints and history written before it are '
+          'intact; make room (or make the workdir writable) and run the same command again to '
+          'resume, or use another --workdir')
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _interrupted(checkpoints: Checkpoints, stop: StopRequests, epoch: int, steps_done: int,
+                 steps_per_epoch: int) -> Interrupted:
+  """The stop on a signal (`cnnjax.training.interrupts`), once the last checkpoint is on disk."""
+  checkpoints.wait()
+  saved = checkpoints.latest_epoch()
+  path = os.path.join(checkpoints.directory, str(saved))
+  where = (f'the checkpoint of epoch {saved} is in {path}' if saved
+           else 'no epoch had finished, so there is no checkpoint yet')
+  lost = (f' (the {steps_done} of {steps_per_epoch} steps of epoch {epoch} done since are not '
+          'saved: checkpoints come at the end of epochs)' if steps_done else '')
+  return Interrupted(stop.signum, f'stopped by {stop.name}: {where}{lost}; the same command '
+                     'resumes from it')
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        on_epoch_end: EpochCallback | None, stop: StopRequests) -> dict[str, float]:
+  """`train_and_evaluate` inside the workdir's lock, stopping at a step's end on a signal."""
   train_config = config.train
-  if train_config.epochs < 1:
-    raise ConfigError(f'train.epochs must be at least 1, not {train_config.epochs}')
   writer = jax.process_index() == 0  # Only one process writes files other than checkpoints.
   log = print if writer else lambda *args, **kwargs: None
   augmenter = _augmenter(config)
@@ -127,7 +228,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   parallel = create_parallel(train_config.parallel, get_objective(train_config.loss), augmenter)
   parallel.check_batch_size(train_config.batch_size, 'train.batch_size')
   parallel.check_batch_size(train_config.eval_batch_size, 'train.eval_batch_size')
-  os.makedirs(workdir, exist_ok=True)
   if writer:
     _save_config(config, workdir)
 
@@ -167,8 +267,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state = parallel.place_state(create_train_state(
         model, tx, image_shape, config.seed, variables=variables, frozen=frozen,
         apply_fn=apply_fn))
-    if last_epoch:
-      restored, history = checkpoints.restore(last_epoch, parallel.to_checkpoint(state))
+    if last_epoch:  # The newest readable checkpoint: damaged ones are moved aside.
+      last_epoch, restored, history = checkpoints.restore_latest(parallel.to_checkpoint(state))
       state = parallel.place_state(restored)
       log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
     if apply_fn is not None:
@@ -181,10 +281,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         f'{jax.process_count()} process(es)')
 
     for epoch in range(last_epoch + 1, train_config.epochs + 1):
+      if stop.requested:
+        raise _interrupted(checkpoints, stop, epoch, 0, steps_per_epoch)
       start = time.perf_counter()
       progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size,
                                interactive=None if writer else False)
       sums = None
+      steps_done = 0
       train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
                                        seed=config.seed, epoch=epoch, drop_remainder=True)
       for batch in data_lib.prefetch(train_batches):
@@ -192,6 +295,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
             parallel.local_rows(batch)))
         sums = add_metrics(sums, step_sums)
         progress.update(sums)
+        steps_done += 1
+        if stop.requested:
+          break
+      if stop.requested and steps_done < steps_per_epoch:  # Stopped by a signal mid-epoch.
+        progress.close()
+        raise _interrupted(checkpoints, stop, epoch, steps_done, steps_per_epoch)
       train_metrics = summarize(sums)
       seconds = time.perf_counter() - start
       progress.close()
