@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 from cnnjax import augment
 from cnnjax.models import create_model
-from cnnjax.summary import abstract_variables, parameter_counts
+from cnnjax.summary import abstract_variables, config_summary, parameter_counts
 from test_summary import CONFIG_TOTALS, FROZEN_CONFIG_COUNTS
 from test_summary import load_config as unlocked_config
 
@@ -16,9 +16,28 @@ CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
                  if not p.endswith('__init__.py'))
 
+# Total, trainable and non-trainable (frozen parameters + BatchNorm moving statistics) parameters
+# of the ResNet configs, as `--mode summary` prints them: the PyTorch lecture's ResNet18 photo
+# workflows and the resnet_small transfer study (docs/transfer_results.md).
+RESNET_CONFIG_COUNTS = {
+    'resnet18_transfer': ('11,186,625', '11,177,025', '9,600'),
+    'resnet18_feature_extraction': ('11,186,625', '513', '11,186,112'),
+    'resnet18_fine_tuning': ('11,186,625', '8,394,241', '2,792,384'),
+    'resnet18_end_to_end': ('11,186,625', '11,177,025', '9,600'),
+    'fashion_mnist_8class_resnet': ('78,296', '77,624', '672'),
+    'transfer_resnet_fashion_mnist': ('77,841', '77,169', '672'),
+    'transfer_resnet_scratch': ('77,841', '77,169', '672'),
+    'transfer_resnet_scratch_augment': ('77,841', '77,169', '672'),
+    'transfer_resnet_feature_extraction': ('77,841', '65', '77,776'),
+    'transfer_resnet_feature_extraction_augment': ('77,841', '65', '77,776'),
+    'transfer_resnet_fine_tuning': ('77,841', '57,793', '20,048'),
+    'transfer_resnet_end_to_end': ('77,841', '77,169', '672'),
+}
+
 # Totals the configs' docstrings (and the reference) state, as the summary prints them.
 EXPECTED_TOTALS = {**CONFIG_TOTALS,
-                   **{name: counts[0] for name, counts in FROZEN_CONFIG_COUNTS.items()}}
+                   **{name: counts[0] for name, counts in FROZEN_CONFIG_COUNTS.items()},
+                   **{name: counts[0] for name, counts in RESNET_CONFIG_COUNTS.items()}}
 
 
 def load(name):
@@ -51,3 +70,12 @@ def test_photo_configs_read_the_reference_layout():
   assert load('cats_vs_dogs_180_augment').augment.kind == 'keras_layers'
   # The 180 model rescales by 1/255 itself, so its data keep 0..255.
   assert load('cats_vs_dogs_180').data.pixel_scale == 1.0
+
+
+@pytest.mark.parametrize('name', sorted(RESNET_CONFIG_COUNTS))
+def test_resnet_configs_summarize_with_their_freeze(name):
+  total, trainable, non_trainable = RESNET_CONFIG_COUNTS[name]
+  lines = config_summary(load(name)).splitlines()
+  assert f'Total params: {total}' in lines
+  assert f'Trainable params: {trainable}' in lines
+  assert f'Non-trainable params: {non_trainable}' in lines

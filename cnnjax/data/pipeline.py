@@ -52,10 +52,12 @@ class ArrayDataset:
       ConfigError: pixel_scale is not a positive number.
     """
     if pixel_scale is None:
-      if images.ndim != 4 or images.dtype != np.float32:
+      # (N, H, W, C) images, or cached features of another rank (a ResNet's pooled (N, C)).
+      if images.ndim < 2 or images.dtype != np.float32:
         raise DataError(
-            f'ArrayDataset images must be float32 of shape (N, H, W, C), got {images.dtype.name} '
-            f'of shape {images.shape}; use ArrayDataset.from_uint8 for uint8 images.'
+            f'ArrayDataset images must be float32 of shape (N, H, W, C) (features: (N, ...)), '
+            f'got {images.dtype.name} of shape {images.shape}; use ArrayDataset.from_uint8 for '
+            'uint8 images.'
         )
     else:
       if images.ndim != 4 or images.dtype != np.uint8:

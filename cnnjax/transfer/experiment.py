@@ -17,6 +17,12 @@ loop (`cnnjax.training.train.train_and_evaluate`) in `<workdir>/<name>`:
 - fine_tuning: (3) phase 2 from (2)'s best checkpoint with the last block unfrozen;
 - end_to_end: (4) everything trains, the base at 0.1x the head's learning rate.
 
+`--base resnet_small` runs the same study with `resnet_small` (a BatchNorm ResNet-8 in
+torchvision's layout, cnnjax/models/resnet.py) as the base: pretraining
+configs/fashion_mnist_8class_resnet.py, then configs/transfer_resnet_*.py (the same workflows; the
+head is the one-unit `fc`, the last stage unfrozen by the fine-tuning is `layer3`). Each base is
+one entry of `BASES` (its pretraining, its runs, how the results describe its model).
+
 Each transfer run is repeated for several seeds (`--seeds`, default 0,1,2: the new layers'
 initialization, batch order, dropout and augmentation) and the table gives the mean and the spread,
 since a single test accuracy on 2,000 images is only good to about +-0.8 points. Runs are
@@ -26,6 +32,7 @@ resumable: a finished run is only re-tested when the command is run again. The r
 """
 
 import argparse
+import dataclasses
 import datetime
 import importlib.util
 import os
@@ -63,7 +70,58 @@ RUNS = (
      'feature_extraction_augment'),
     ('end_to_end', 'transfer_end_to_end', '(4) end to end, base lr x0.1', 'pretrain'),
 )
+RESNET_PRETRAIN = ('pretrain', 'fashion_mnist_8class_resnet',
+                   'pretraining on the 8 other classes', None)
+RESNET_RUNS = (
+    ('scratch', 'transfer_resnet_scratch', 'from scratch', None),
+    ('scratch_augment', 'transfer_resnet_scratch_augment', 'from scratch, with augmentation',
+     None),
+    ('feature_extraction', 'transfer_resnet_feature_extraction', '(1) fast feature extraction',
+     'pretrain'),
+    ('feature_extraction_augment', 'transfer_resnet_feature_extraction_augment',
+     '(2) frozen base + new head, with augmentation', 'pretrain'),
+    ('fine_tuning', 'transfer_resnet_fine_tuning',
+     '(3) fine-tuning: phase 2 from (2), layer3 unfrozen', 'feature_extraction_augment'),
+    ('end_to_end', 'transfer_resnet_end_to_end', '(4) end to end, base lr x0.1', 'pretrain'),
+)
 SEEDS = (0, 1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Base:
+  """One pretrained base the study can use (`--base`).
+
+  Attributes:
+    pretrain: (run name, config file, title, None) of the pretraining on the 8 other classes.
+    runs: (run name, config file, title, init run) of each transfer workflow; the init run is
+      'pretrain' (the pretraining's workdir), another run's name (its workdir for the same seed)
+      or None (from scratch).
+    model: how the results document describes the model (markdown).
+  """
+
+  pretrain: tuple[str, str, str, None]
+  runs: tuple[tuple[str, str, str, str | None], ...]
+  model: str
+
+
+BASES = {
+    'vgg_small': Base(
+        PRETRAIN, RUNS,
+        '`vgg_small` (VGG16\'s layer names: block1_conv1 32, block2_conv1 64, block3_conv1..2 64 '
+        'filters, then Flatten - dense1 256 - Dropout 0.5 - predictions)'),
+    'resnet_small': Base(
+        RESNET_PRETRAIN, RESNET_RUNS,
+        '`resnet_small` (a BatchNorm ResNet-8 in torchvision\'s layout: conv1 3x3 16 - bn1, one '
+        'BasicBlock per stage, layer1 16, layer2 32, layer3 64 channels, global average pooling, '
+        'fc; the transfer runs\' head is a new one-unit fc on the 64 pooled features)'),
+}
+
+
+def base_spec(name: str) -> Base:
+  """`BASES[name]`, or a ConfigError naming the bases."""
+  if name not in BASES:
+    raise ConfigError(f'--base {name!r} is not one of {sorted(BASES)}')
+  return BASES[name]
 
 
 def load_config(name: str, config_dir: str = CONFIG_DIR) -> ml_collections.ConfigDict:
@@ -119,23 +177,24 @@ def _train(name: str, config_name: str, title: str, config: ml_collections.Confi
   }
 
 
-def run_experiment(workdir: str, *, seeds=SEEDS, fast: bool = False,
+def run_experiment(workdir: str, *, seeds=SEEDS, fast: bool = False, base: str = 'vgg_small',
                    log: Callable[[str], None] = print) -> tuple[dict, list[dict]]:
-  """Pretrains once, then trains every run of `RUNS` once per seed.
+  """Pretrains `base` once, then trains every one of its runs once per seed.
 
   Returns:
     (the pretraining's row, one row per run and seed). Runs go to `workdir/pretrain` and
     `workdir/<name>/seed<seed>`; a seed changes the new layers' initialization, the batch order,
     dropout and augmentation, not the data subsets (data.seed) nor the pretrained base.
   """
-  name, config_name, title, _ = PRETRAIN
+  spec = base_spec(base)
+  name, config_name, title, _ = spec.pretrain
   config = load_config(config_name)
   if fast:
     quick(config, name)
   pretrain = _train(name, config_name, title, config, os.path.join(workdir, name), log)
   rows = []
   for seed in seeds:
-    for name, config_name, title, init_run in RUNS:
+    for name, config_name, title, init_run in spec.runs:
       config = load_config(config_name)
       config.seed = seed
       if init_run == 'pretrain':
@@ -163,7 +222,7 @@ def _machine() -> str:
 
 
 def results_markdown(pretrain: dict, rows: list[dict], command: str,
-                     total_seconds: float) -> str:
+                     total_seconds: float, base: str = 'vgg_small') -> str:
   """The results as a markdown document: one line per workflow, mean and spread over seeds."""
   seeds = sorted({row['seed'] for row in rows})
   lines = [
@@ -178,8 +237,7 @@ def results_markdown(pretrain: dict, rows: list[dict], command: str,
       command,
       '```',
       '',
-      '`vgg_small` (VGG16\'s layer names: block1_conv1 32, block2_conv1 64, block3_conv1..2 64 '
-      'filters, then Flatten - dense1 256 - Dropout 0.5 - predictions) is pretrained on the 8 '
+      f'{base_spec(base).model} is pretrained on the 8 '
       'classes other than T-shirt/top (0) and Shirt (6) '
       f'(`{pretrain["config"]}`: {pretrain["epochs"]} epochs, '
       f'{pretrain["train_seconds"]:.0f} s, test accuracy {pretrain["test_accuracy"]:.4f} over '
@@ -232,18 +290,21 @@ def main(argv: list[str] | None = None) -> int:
                       help='a few images and epochs per run: checks the pipeline in a minute')
   parser.add_argument('--seeds', default=','.join(str(s) for s in SEEDS),
                       help='comma-separated run seeds of the transfer runs (default %(default)s)')
+  parser.add_argument('--base', default='vgg_small', choices=sorted(BASES),
+                      help='the pretrained base and its workflows (default %(default)s)')
   args = parser.parse_args(argv)
   output = args.output or os.path.join(args.workdir, 'transfer_results.md')
   seeds = tuple(int(s) for s in args.seeds.split(',') if s.strip())
   start = time.perf_counter()
   try:
-    pretrain, rows = run_experiment(args.workdir, seeds=seeds, fast=args.fast)
+    pretrain, rows = run_experiment(args.workdir, seeds=seeds, fast=args.fast, base=args.base)
   except CnnjaxError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   command = 'python -m cnnjax.transfer.experiment ' + ' '.join(
       sys.argv[1:] if argv is None else argv)
-  text = results_markdown(pretrain, rows, command.strip(), time.perf_counter() - start)
+  text = results_markdown(pretrain, rows, command.strip(), time.perf_counter() - start,
+                          base=args.base)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, 'w') as f:
     f.write(text)
