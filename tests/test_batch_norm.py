@@ -192,6 +192,10 @@ def test_cached_features_come_from_the_moving_statistics():
   assert features_lib.supports_features(model)
   dataset = ArrayDataset(images, np.zeros(5, np.int32))
   features = features_lib.extract_features(model, variables, dataset, 2)
+  assert features.shape == (5, 6)  # Pooled: an ArrayDataset of (N, C) features trains the head.
+  from cnnjax.data.pipeline import batches  # pylint: disable=import-outside-toplevel
+  (batch,) = batches(ArrayDataset(features, np.zeros(5, np.int32)), 5)
+  np.testing.assert_array_equal(batch['image'], features)
   logits = model.apply(variables, jnp.asarray(features), from_features=True)
   np.testing.assert_allclose(logits, reference_logits(variables, images, {'1': False, '2': False}),
                              rtol=1e-4, atol=1e-5)
