@@ -35,9 +35,7 @@ through `cnnjax.imagenet.preprocess_input` with the mode the weights expect
 
 import dataclasses
 import io
-import json
 import os
-import tempfile
 from typing import Any, Sequence
 
 import jax
@@ -50,6 +48,7 @@ from PIL import Image
 from cnnjax import imagenet
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models import create_model
+from cnnjax.training import history
 from cnnjax.weights import files
 
 # Photos per forward pass.
@@ -241,16 +240,7 @@ def write_results(results: list[dict], workdir: str) -> str:
   """Writes `results` to workdir/predictions.json atomically; returns the path."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, RESULTS_FILE)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{RESULTS_FILE}.', dir=workdir)
-  try:
-    with os.fdopen(fd, 'w', encoding='utf-8') as f:
-      json.dump(results, f, indent=2)
-      f.write('\n')
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  history.write_json(path, results)
   return path
 
 

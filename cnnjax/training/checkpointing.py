@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a run: the latest epoch (to resume) and the best one by val_loss (to test).
+"""Orbax checkpoints of a run: the latest epochs (to resume) and the best one by val_loss (to test).
 
 One `CheckpointManager` under `workdir/checkpoints`, one checkpoint per epoch, each holding the
 train state (parameters, optimizer state, step, random key) and the history up to that epoch. A

@@ -197,13 +197,11 @@ def _trained_subject(
 
 def load_photo(path: str, size: int) -> np.ndarray:
   """An RGB photo resized to size x size (nearest neighbour, as Keras' load_img), 0..255 float32."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from cnnjax import predict  # pylint: disable=import-outside-toplevel
   if not os.path.isfile(path):
     raise DataError(f'visualize.image={path!r} is not a file; give the path of a photo (JPEG or '
                     'PNG), e.g. the reference\'s African elephant picture')
-  with Image.open(path) as image:
-    image = image.convert('RGB').resize((size, size), Image.Resampling.NEAREST)
-    return np.asarray(image, np.float32)
+  return np.asarray(predict.resize_whole(predict.read_photo(path), (size, size)), np.float32)
 
 
 def pretrained_variables(model, model_name: str, path: str, input_shape: Sequence[int]):
