@@ -95,6 +95,14 @@ def class_key(key: str) -> tuple[str, int]:
   return base, int(index or 0)
 
 
+def layer_name(key: str, layer_names_by_class: Mapping[str, Sequence[str]]) -> str:
+  """A Keras 3 class key ('conv2d_3') as the layer name the table lists for it (the fourth of
+  'conv2d'); a key the table does not cover stays as it is."""
+  base, index = class_key(key)
+  names = layer_names_by_class.get(base, ())
+  return names[index] if index < len(names) else key
+
+
 def read_keras3_weights_h5(
     path: str | os.PathLike,
     layer_names_by_class: Mapping[str, Sequence[str]] | None = None) -> LayerWeights:
@@ -129,9 +137,7 @@ def read_keras3_weights_h5(
       if isinstance(name, bytes):
         name = name.decode('utf8')
       if not name:
-        base, index = class_key(key)
-        names = table.get(base, ())
-        name = names[index] if index < len(names) else key
+        name = layer_name(key, table)
       weights[name] = [np.asarray(variables[i]) for i in sorted(variables, key=int)]
   return weights
 

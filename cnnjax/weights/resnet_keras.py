@@ -37,19 +37,13 @@ KERAS3_LAYERS_BY_CLASS = {'conv2d': CONV_LAYERS, 'batch_normalization': BN_LAYER
                           'dense': ('predictions',)}
 
 
-def _keras3_layer_name(key: str) -> str:
-  """A Keras 3 class key ('conv2d_3') as ResNet50's layer name; other keys stay as they are."""
-  base, index = keras_h5.class_key(key)
-  names = KERAS3_LAYERS_BY_CLASS.get(base, ())
-  return names[index] if index < len(names) else key
-
-
 def _layer_arrays(weight_file: files.WeightFile) -> dict[str, list[np.ndarray]]:
   if weight_file.format == files.TORCH:
     raise DataError(f'{weight_file.path!r} is a PyTorch file; Keras ResNet50 weights come in '
                     f'Keras files. {WHERE_TO_GET}')
   if weight_file.format == files.KERAS_WEIGHTS_H5:
-    return {_keras3_layer_name(key): arrays for key, arrays in weight_file.arrays.items()}
+    return {keras_h5.layer_name(key, KERAS3_LAYERS_BY_CLASS): arrays
+            for key, arrays in weight_file.arrays.items()}
   return dict(weight_file.arrays)
 
 

@@ -84,20 +84,14 @@ def params_from_torchvision(state_dict: dict[str, np.ndarray]) -> dict[str, dict
   return params
 
 
-def _keras3_layer_name(key: str) -> str:
-  """A Keras 3 class key ('conv2d_3') as VGG16's layer name; other keys stay as they are."""
-  base, index = keras_h5.class_key(key)
-  names = KERAS3_LAYERS_BY_CLASS.get(base, ())
-  return names[index] if index < len(names) else key
-
-
 def params_from_file(weight_file: files.WeightFile) -> dict[str, dict[str, np.ndarray]]:
   """VGG16 parameters from a weights file of any format, with whatever layers it holds."""
   if weight_file.format == files.TORCH:
     return params_from_torchvision(weight_file.arrays)
   arrays = weight_file.arrays
   if weight_file.format == files.KERAS_WEIGHTS_H5:
-    arrays = {_keras3_layer_name(key): value for key, value in arrays.items()}
+    arrays = {keras_h5.layer_name(key, KERAS3_LAYERS_BY_CLASS): value
+              for key, value in arrays.items()}
   return keras_h5.to_flax_params(arrays)
 
 
@@ -107,7 +101,7 @@ def identify(weight_file: files.WeightFile) -> str | None:
   if weight_file.format == files.TORCH:
     return 'vgg16' if 'features.0.weight' in names and 'features.28.weight' in names else None
   if weight_file.format == files.KERAS_WEIGHTS_H5:
-    names = [_keras3_layer_name(key) for key in names]
+    names = [keras_h5.layer_name(key, KERAS3_LAYERS_BY_CLASS) for key in names]
   if 'block1_conv1' not in names:
     return None
   return 'vgg16' if 'block5_conv3' in names else 'a VGG-style network (block1_conv1, ...)'
