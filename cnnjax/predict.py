@@ -88,12 +88,12 @@ KERAS, TORCHVISION = 'keras', 'torchvision'
 SOURCE_OF_FORMAT = {files.KERAS_LEGACY_H5: KERAS, files.KERAS_WEIGHTS_H5: KERAS,
                     files.TORCH: TORCHVISION}
 # (source, model name) -> recipe; (source, '*') serves every model without an entry of its own.
-# A model trained at another size is one entry, e.g. Keras' InceptionV3:
-#   (KERAS, 'inception_v3'): PhotoRecipe('Keras load_img: resize to 299x299 (nearest)', 299,
-#                                        None, Image.Resampling.NEAREST),
+# A model trained at another size is one entry, as Keras' InceptionV3 (299x299).
 PHOTO_RECIPES: dict[tuple[str, str], PhotoRecipe] = {
     (KERAS, '*'): PhotoRecipe('Keras load_img: resize to 224x224 (nearest)', 224, None,
                               Image.Resampling.NEAREST),
+    (KERAS, 'inception_v3'): PhotoRecipe('Keras load_img: resize to 299x299 (nearest)', 299,
+                                         None, Image.Resampling.NEAREST),
     (TORCHVISION, '*'): PhotoRecipe(
         'torchvision: resize the short side to 256 (bilinear), center crop 224x224', 224, 256,
         Image.Resampling.BILINEAR),

@@ -30,6 +30,14 @@ resize the short side to 256, crop the central 224x224 and use 'torch' preproces
       --config.model.init_from=resnet50_weights_tf_dim_ordering_tf_kernels.h5 \
       --config.predict.images=elephant.jpg
 
+    # InceptionV3, Keras' ImageNet weights (photos resized to 299x299, 'tf' preprocessing):
+    #   https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/
+    #     inception_v3_weights_tf_dim_ordering_tf_kernels.h5
+    python launch.py --config configs/imagenet_predict.py --mode predict \
+      --config.model.name=inception_v3 \
+      --config.model.init_from=inception_v3_weights_tf_dim_ordering_tf_kernels.h5 \
+      --config.predict.images=elephant.jpg
+
     # VGG16, Keras' ImageNet weights with the top (or torchvision's vgg16-397923af.pth):
     #   https://storage.googleapis.com/tensorflow/keras-applications/vgg16/
     #     vgg16_weights_tf_dim_ordering_tf_kernels.h5
@@ -39,7 +47,7 @@ resize the short side to 256, crop the central 224x224 and use 'torch' preproces
       --config.model.init_from=vgg16_weights_tf_dim_ordering_tf_kernels.h5 \
       --config.predict.images=elephant.jpg
 
-The addresses are each weight table's `where_to_get` (cnnjax/weights/vgg16.py, resnet*.py), which
+The addresses are each weight table's `where_to_get` (cnnjax/weights/vgg16.py, resnet*.py, inception_v3.py), which
 a missing file's error repeats. Only the with-top (1000-class) files classify; torchvision's
 ResNet-50 IMAGENET1K_V2 weights (resnet50-11ad3fa6.pth) load too, but were evaluated with a
 resize to 232 rather than 256, so their probabilities differ slightly from torchvision's.

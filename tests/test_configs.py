@@ -17,9 +17,10 @@ CONFIGS = sorted(os.path.splitext(os.path.basename(p))[0]
                  if not p.endswith('__init__.py'))
 
 # Total, trainable and non-trainable (frozen parameters + BatchNorm moving statistics) parameters
-# of the ResNet configs, as `--mode summary` prints them: the PyTorch lecture's ResNet18 photo
-# workflows and the resnet_small transfer study (docs/transfer_results.md).
-RESNET_CONFIG_COUNTS = {
+# of the BatchNorm configs, as `--mode summary` prints them: the PyTorch lecture's ResNet18 photo
+# workflows, the resnet_small transfer study (docs/transfer_results.md) and InceptionV3's transfer.
+BATCH_NORM_CONFIG_COUNTS = {
+    'inception_v3_transfer': ('21,804,833', '2,049', '21,802,784'),
     'resnet18_transfer': ('11,186,625', '11,177,025', '9,600'),
     'resnet18_feature_extraction': ('11,186,625', '513', '11,186,112'),
     'resnet18_fine_tuning': ('11,186,625', '8,394,241', '2,792,384'),
@@ -37,7 +38,7 @@ RESNET_CONFIG_COUNTS = {
 # Totals the configs' docstrings (and the reference) state, as the summary prints them.
 EXPECTED_TOTALS = {**CONFIG_TOTALS,
                    **{name: counts[0] for name, counts in FROZEN_CONFIG_COUNTS.items()},
-                   **{name: counts[0] for name, counts in RESNET_CONFIG_COUNTS.items()}}
+                   **{name: counts[0] for name, counts in BATCH_NORM_CONFIG_COUNTS.items()}}
 
 
 def load(name):
@@ -72,9 +73,9 @@ def test_photo_configs_read_the_reference_layout():
   assert load('cats_vs_dogs_180').data.pixel_scale == 1.0
 
 
-@pytest.mark.parametrize('name', sorted(RESNET_CONFIG_COUNTS))
-def test_resnet_configs_summarize_with_their_freeze(name):
-  total, trainable, non_trainable = RESNET_CONFIG_COUNTS[name]
+@pytest.mark.parametrize('name', sorted(BATCH_NORM_CONFIG_COUNTS))
+def test_batch_norm_configs_summarize_with_their_freeze(name):
+  total, trainable, non_trainable = BATCH_NORM_CONFIG_COUNTS[name]
   lines = config_summary(load(name)).splitlines()
   assert f'Total params: {total}' in lines
   assert f'Trainable params: {trainable}' in lines

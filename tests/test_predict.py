@@ -315,11 +315,10 @@ def test_keras_recipe_matches_load_img(photos):
     np.testing.assert_array_equal(prepared, expected, err_msg=path)
 
 
-def test_a_model_specific_recipe_is_one_table_entry(monkeypatch):
-  inception = predict_lib.PhotoRecipe('Keras load_img at 299', 299, None,
-                                      Image.Resampling.NEAREST)
-  monkeypatch.setitem(predict_lib.PHOTO_RECIPES, (predict_lib.KERAS, 'inception_v3'), inception)
+def test_a_model_specific_recipe_is_one_table_entry():
+  inception = predict_lib.PHOTO_RECIPES[(predict_lib.KERAS, 'inception_v3')]
   assert predict_lib.photo_recipe(files.KERAS_LEGACY_H5, 'inception_v3') is inception
+  assert predict_lib.photo_recipe(files.KERAS_WEIGHTS_H5, 'inception_v3').size == 299
   assert predict_lib.photo_recipe(files.TORCH, 'inception_v3').size == 224
   assert predict_lib.photo_recipe(files.KERAS_LEGACY_H5, 'vgg16').size == 224
   photo = Image.new('RGB', (500, 400))
@@ -358,7 +357,7 @@ def test_weights_of_another_architecture_name_it(tmp_path, photos):
                f'--config.predict.images={photos["png"]}')
   assert run.returncode == 2, run.stderr
   assert 'Traceback' not in run.stderr
-  assert f"error: {str(path)!r} is not a VGG16 weight file for model.name='vgg16'" in run.stderr
+  assert f"error: {str(path)!r} does not hold VGG16 weights for model.name='vgg16'" in run.stderr
   if _registered('resnet50_keras'):
     assert 'it looks like resnet50_keras weights' in run.stderr
 

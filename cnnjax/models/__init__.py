@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from cnnjax.errors import ConfigError
 from cnnjax.models import convnet
+from cnnjax.models import inception_v3
 from cnnjax.models import resnet
 from cnnjax.models import resnet_keras
 from cnnjax.models import vgg16
@@ -36,6 +37,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'resnet34': resnet.resnet34,
     'resnet50': resnet.resnet50,
     'resnet_small': resnet.resnet_small,
+    'inception_v3': inception_v3.InceptionV3,
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

@@ -185,13 +185,25 @@ class MaxPooling2D(nn.Module):
 
 
 class AveragePooling2D(nn.Module):
-  """Average pooling; stride defaults to the window and the border is 'valid', as in Keras."""
+  """Average pooling; stride defaults to the window and the border is 'valid', as in Keras.
+
+  With `padding='SAME'` (Keras' 'same', e.g. InceptionV3's 3x3 stride-1 branch pools) a window at
+  the border averages only the cells inside the image, dividing by their number, as Keras does
+  (torch's `AvgPool2d` default, `count_include_pad=True`, divides by the whole window instead).
+  """
 
   pool_size: Sequence[int] = (2, 2)
   strides: Sequence[int] | None = None
+  padding: str = 'VALID'
 
   def __call__(self, x: jax.Array) -> jax.Array:
     strides = tuple(self.strides or self.pool_size)
+    padding = self.padding.upper()
+    if padding not in ('VALID', 'SAME'):
+      raise ValueError(f"AveragePooling2D padding must be 'valid' or 'same', not {self.padding!r}")
+    if padding == 'SAME':
+      return nn.avg_pool(x, tuple(self.pool_size), strides=strides, padding='SAME',
+                         count_include_pad=False)
     if strides == tuple(self.pool_size):
       return _pool_window(x, self.pool_size, jnp.mean)
     return nn.avg_pool(x, tuple(self.pool_size), strides=strides, padding='VALID')
@@ -278,3 +290,13 @@ class Add(nn.Module):
 
   def __call__(self, inputs: Sequence[jax.Array]) -> jax.Array:
     return functools.reduce(jnp.add, inputs)
+
+
+class Concatenate(nn.Module):
+  """A list of tensors joined along the channel axis, as Keras' Concatenate (InceptionV3's
+  `mixed0` .. `mixed10` join its parallel branches this way)."""
+
+  axis: int = -1
+
+  def __call__(self, inputs: Sequence[jax.Array]) -> jax.Array:
+    return jnp.concatenate(list(inputs), axis=self.axis)

@@ -107,7 +107,7 @@ def load_weights(path: str | os.PathLike, model_name: str) -> Variables:
     other = identify_architecture(weight_file)
     looks = (f'it looks like {other} weights' if other else
              'it does not look like any architecture cnnjax knows')
-    raise DataError(f'{path!r} is not a {table.family} weight file for model.name='
+    raise DataError(f'{path!r} does not hold {table.family} weights for model.name='
                     f'{model_name!r}: {looks}. Use a model that fits the file, or the right file: '
                     f'{table.where_to_get}')
   return table.to_variables(weight_file, model_name)
@@ -125,7 +125,7 @@ def preprocess_mode(path: str | os.PathLike, model_name: str) -> str:
 
 
 _BUILTIN_MODULES: Sequence[str] = ('cnnjax.weights.vgg16', 'cnnjax.weights.resnet_keras',
-                                    'cnnjax.weights.resnet')
+                                    'cnnjax.weights.resnet', 'cnnjax.weights.inception_v3')
 
 
 def _register_builtin_tables() -> None:
