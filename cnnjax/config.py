@@ -84,6 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
   train.nesterov = False
   train.grad_clip_norm = 0.0   # 0: no clipping.
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
+  # TensorBoard events in WORKDIR/tensorboard (cnnjax/training/event_log.py): training loss,
+  # accuracy, learning rate and images/s every log_every_steps steps (0: per epoch only).
+  train.log_every_steps = 50
+  # A jax.profiler trace of global steps (first, last) into WORKDIR/tensorboard; () for none.
+  train.profile_steps = ()
   train.parallel = 'auto'      # 'single', 'sharded' (jit over a device mesh), 'pmap'; 'auto':
                                # sharded when there is more than one device.
   # Freezing and per-group learning rates (cnnjax/training/optimizers.py): 'PATTERN=VALUE' strings, the

@@ -30,12 +30,14 @@ import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax.training import history as history_lib
 from cnnjax.training.checkpointing import Checkpoints, disk_error_reason
+from cnnjax.training.event_log import EventLog, event_directory
 from cnnjax.training.interrupts import Interrupted, StopRequests
 from cnnjax.training.workdir_lock import WorkdirLock
 from cnnjax.errors import CnnjaxError, ConfigError
@@ -136,6 +138,19 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     if changed:
       print(f'note: resuming in {workdir} with changed config fields: {", ".join(changed)}')
   history_lib.write_json(path, resolved)
+
+
+def _profile_steps(train_config: ml_collections.ConfigDict, total_steps: int) -> tuple[int, int]:
+  """`train.profile_steps` checked: (first, last) global steps to trace, or (0, 0) for none."""
+  steps = tuple(train_config.get('profile_steps') or ())
+  if not steps:
+    return 0, 0
+  if (len(steps) != 2 or not all(isinstance(s, int) for s in steps)
+      or not 1 <= steps[0] <= steps[1] <= total_steps):
+    raise ConfigError(f'train.profile_steps={steps} must be two steps (first, last) with 1 <= '
+                      f'first <= last <= {total_steps} (the run\'s last step), e.g. (20, 25): '
+                      'a few steps after the first, which compiles; () traces nothing')
+  return steps
 
 
 def _epoch_line(epoch: int, epochs: int, record: dict[str, float]) -> str:
@@ -254,6 +269,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
   history: history_lib.History = []
+  log_every = int(train_config.get('log_every_steps') or 0)
+  profile_first, profile_last = _profile_steps(train_config, train_config.epochs * steps_per_epoch)
+  events = EventLog(workdir, enabled=False)
   try:
     last_epoch = checkpoints.latest_epoch() or 0
     variables = init_variables(model, image_shape, config.seed)
@@ -271,6 +289,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       last_epoch, restored, history = checkpoints.restore_latest(parallel.to_checkpoint(state))
       state = parallel.place_state(restored)
       log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
+    events = EventLog(workdir, enabled=writer, first_step=last_epoch * steps_per_epoch + 1)
+    events.text(last_epoch * steps_per_epoch, 'config', config.to_json_best_effort(indent=2))
+    if not last_epoch:
+      events.image(0, 'augmentation_preview', os.path.join(workdir, 'augmentation_preview.png'))
     if apply_fn is not None:
       variables = jax.device_get(parallel.to_checkpoint(state).variables())
       datasets = feature_datasets(model, variables, base_paths, datasets, workdir,
@@ -288,14 +310,34 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                interactive=None if writer else False)
       sums = None
       steps_done = 0
+      epoch_start_step = (epoch - 1) * steps_per_epoch
+      # The last point logged: the epoch's sums then, its step and time (a window's metrics are
+      # the difference of the running sums, computed on the device).
+      logged_sums, logged_step, logged_time = None, epoch_start_step, start
       train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
                                        seed=config.seed, epoch=epoch, drop_remainder=True)
       for batch in data_lib.prefetch(train_batches):
+        step = epoch_start_step + steps_done + 1
+        if writer and step == profile_first:
+          jax.profiler.start_trace(event_directory(workdir))
         state, step_sums = parallel.train_step(state, parallel.place_batch(
             parallel.local_rows(batch)))
         sums = add_metrics(sums, step_sums)
         progress.update(sums)
         steps_done += 1
+        if writer and step == profile_last:
+          jax.block_until_ready(state)
+          jax.profiler.stop_trace()
+          log(f'profile of steps {profile_first}-{profile_last} in {event_directory(workdir)} '
+              '(tensorboard --logdir: the Profile tab)')
+        if writer and log_every and step % log_every == 0:
+          window = sums if logged_sums is None else jax.tree.map(jnp.subtract, sums, logged_sums)
+          metrics, now = summarize(window), time.perf_counter()
+          events.scalars(step, {
+              'train/loss': metrics['loss'], 'train/accuracy': metrics['accuracy'],
+              'train/learning_rate': float(schedule(step)),
+              'train/images_per_second': (step - logged_step) * batch_size / (now - logged_time)})
+          logged_sums, logged_step, logged_time = sums, step, now
         if stop.requested:
           break
       if stop.requested and steps_done < steps_per_epoch:  # Stopped by a signal mid-epoch.
@@ -328,6 +370,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                              title=config.model.name)
         plot_learning_curves(history, os.path.join(workdir, 'learning_curves_smoothed.png'),
                              smoothing=train_config.smoothing, title=config.model.name)
+      epoch_end_step = epoch * steps_per_epoch
+      events.scalars(epoch_end_step, {f'epoch/{key}': value for key, value in history[-1].items()
+                                      if key not in ('epoch', 'epoch_seconds')})
+      events.image(epoch_end_step, 'learning_curves', os.path.join(workdir, 'learning_curves.png'))
+      events.flush()
       log(_epoch_line(epoch, train_config.epochs, history[-1]), flush=True)
       if on_epoch_end is not None:
         on_epoch_end(epoch, history)
@@ -337,7 +384,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     best_state, _ = checkpoints.restore(best_epoch, parallel.to_checkpoint(state))
     test_metrics = evaluate(parallel, parallel.place_state(best_state), datasets.test,
                             train_config.eval_batch_size)
+    events.scalars(train_config.epochs * steps_per_epoch,
+                   {'test/loss': test_metrics['loss'], 'test/accuracy': test_metrics['accuracy']})
   finally:
+    events.close()
     checkpoints.close()  # Waits for a save in flight, so none is lost on an error.
 
   result = {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy'],
