@@ -163,6 +163,7 @@ def test_profile_steps_write_a_trace(events_config, tmp_path):
   traces = [os.path.join(d, f) for d, _, files in os.walk(workdir / 'tensorboard' / 'plugins')
             for f in files if f.endswith('.xplane.pb')]
   assert traces and os.path.getsize(traces[0]) > 0
+  assert os.path.exists(os.path.join(os.path.dirname(traces[0]), 'perfetto_trace.json.gz'))
   events_config.train.profile_steps = (5, 3)
   with pytest.raises(ConfigError, match=r'train.profile_steps=\(5, 3\) must be two steps'):
     train_lib.train_and_evaluate(events_config, str(tmp_path / 'bad'))

@@ -319,7 +319,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       for batch in data_lib.prefetch(train_batches):
         step = epoch_start_step + steps_done + 1
         if writer and step == profile_first:
-          jax.profiler.start_trace(event_directory(workdir))
+          jax.profiler.start_trace(event_directory(workdir), create_perfetto_trace=True)
         state, step_sums = parallel.train_step(state, parallel.place_batch(
             parallel.local_rows(batch)))
         sums = add_metrics(sums, step_sums)
