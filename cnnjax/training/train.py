@@ -290,7 +290,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state = parallel.place_state(restored)
       log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
     events = EventLog(workdir, enabled=writer, first_step=last_epoch * steps_per_epoch + 1)
-    events.text(last_epoch * steps_per_epoch, 'config', config.to_json_best_effort(indent=2))
+    events.text(last_epoch * steps_per_epoch, 'config', str(config))
     if not last_epoch:
       events.image(0, 'augmentation_preview', os.path.join(workdir, 'augmentation_preview.png'))
     if apply_fn is not None:
