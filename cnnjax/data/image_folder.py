@@ -53,6 +53,7 @@ import PIL
 from PIL import Image
 
 from cnnjax.errors import ConfigError, DataError
+from cnnjax.progress import Progress
 
 # File name extensions of the images a class folder may hold (compared in lower case).
 IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png')
@@ -369,8 +370,10 @@ def _decode_all(directory, paths, size, color_mode, workers):
     images[index] = array
     ok[index] = True
 
-  with concurrent.futures.ThreadPoolExecutor(_worker_count(workers)) as executor:
-    list(executor.map(decode_into, range(len(paths))))
+  with concurrent.futures.ThreadPoolExecutor(_worker_count(workers)) as executor, \
+      Progress(f'decoding {directory}', len(paths), 'image') as progress:
+    for _ in executor.map(decode_into, range(len(paths))):
+      progress.update()
   return images, ok, problems, sizes
 
 

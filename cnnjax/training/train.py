@@ -47,6 +47,7 @@ from cnnjax.models import create_model
 from cnnjax.training.optimizers import create_optimizer, learning_rate_schedule
 from cnnjax.training.param_groups import frozen_paths, param_groups
 from cnnjax.training.parallel import Parallel, create_parallel
+from cnnjax.progress import Progress
 from cnnjax.training.progress import EpochProgress
 from cnnjax.training.steps import add_metrics, summarize
 from cnnjax.summary import abstract_variables, model_summary
@@ -61,9 +62,12 @@ def evaluate(parallel: Parallel, state: TrainState, dataset: data_lib.ArrayDatas
              batch_size: int) -> dict[str, float]:
   """Mean loss and accuracy over a whole dataset (padded last batch masked out)."""
   sums = None
-  for batch in data_lib.prefetch(data_lib.batches(dataset, batch_size)):
-    batch = parallel.place_batch(parallel.local_rows(batch))
-    sums = add_metrics(sums, parallel.eval_step(state, batch))
+  with Progress('evaluating', len(dataset), 'image',
+                enabled=jax.process_index() == 0) as progress:
+    for batch in data_lib.prefetch(data_lib.batches(dataset, batch_size)):
+      progress.update(int(batch['mask'].sum()))
+      batch = parallel.place_batch(parallel.local_rows(batch))
+      sums = add_metrics(sums, parallel.eval_step(state, batch))
   return summarize(sums)
 
 

@@ -36,6 +36,7 @@ from flax import traverse_util
 
 from cnnjax.data.pipeline import ArrayDataset, batches
 from cnnjax.errors import ConfigError
+from cnnjax.progress import Progress
 
 CACHE_FILE = 'features.npz'
 SPLITS = ('train', 'validation', 'test')
@@ -99,9 +100,11 @@ def extract_features(model: nn.Module, variables: Mapping[str, Any], dataset: Ar
   """The base's outputs (inference mode) for every image of `dataset`, in order, as float32."""
   run = jax.jit(lambda v, x: model.apply(v, x, features_only=True))
   out = []
-  for batch in batches(dataset, batch_size):
-    count = int(batch['mask'].sum())
-    out.append(np.asarray(run(variables, batch['image']))[:count])
+  with Progress('extracting features', len(dataset), 'image') as progress:
+    for batch in batches(dataset, batch_size):
+      count = int(batch['mask'].sum())
+      out.append(np.asarray(run(variables, batch['image']))[:count])
+      progress.update(count)
   return np.concatenate(out)
 
 
