@@ -128,3 +128,40 @@ def test_evaluation_gets_preprocessing_but_no_random_change():
   np.testing.assert_allclose(
       eval_step(state, data, objective=OBJECTIVE, augment=normalizing)['loss'],
       eval_step(state, shifted, objective=OBJECTIVE)['loss'], rtol=1e-6)
+
+
+def test_sgd_step_follows_the_gradient_of_the_batch_mean_loss():
+  # Plain SGD moves the parameters by learning_rate x the gradient itself, so this pins the
+  # gradient's scale (Adam and RMSprop divide it away): the summed gradient over the batch must be
+  # divided by the example count, or the step is batch_size times too large.
+  model = ConvNet(conv_features=(4,), num_outputs=3, hidden_units=(8,))
+  learning_rate = 0.1
+  state = create_train_state(model, optax.sgd(learning_rate), (8, 8, 1), seed=0)
+  data = batch(6, seed=4)
+
+  def mean_loss(params):
+    logits = model.apply({'params': params}, data['image'], train=True)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, data['label']).mean()
+
+  expected = jax.tree.map(lambda p, g: p - learning_rate * g, state.params,
+                          jax.grad(mean_loss)(state.params))
+  train_step, _ = jit_steps(OBJECTIVE)
+  after, _ = train_step(state, data)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+               after.params, expected)
+
+
+def test_dropout_is_active_in_the_train_step_and_off_in_evaluation():
+  data = batch(12, seed=5)
+  train_step, evaluate = jit_steps(OBJECTIVE)
+  with_dropout, without = tiny_state(dropout_rate=0.5), tiny_state(dropout_rate=0.0)
+  jax.tree.map(np.testing.assert_array_equal, with_dropout.params, without.params)
+  # Evaluation ignores the rate: the same loss with or without dropout, call after call.
+  eval_loss = summarize(evaluate(with_dropout, data))['loss']
+  assert eval_loss == summarize(evaluate(without, data))['loss']
+  assert eval_loss == summarize(evaluate(with_dropout, data))['loss']
+  # Training draws masks: the step's loss (before its update) differs from the dropout-free one.
+  _, train_sums = train_step(with_dropout, data)
+  _, plain_sums = train_step(without, data)
+  np.testing.assert_allclose(summarize(plain_sums)['loss'], eval_loss, rtol=1e-6)
+  assert abs(summarize(train_sums)['loss'] - eval_loss) > 1e-3
