@@ -197,3 +197,59 @@ def test_same_pooling_counts_only_real_pixels():
   np.testing.assert_array_equal(convolution.pool(ones, 2, kind='mean', padding='same'),
                                 np.ones((3, 3)))
   assert convolution.pool(ones, 2, padding='same').shape == (3, 3)
+
+
+def test_separate_factors_rank_one_kernels():
+  column, row = convolution.separate(kernels.SOBEL_X)
+  np.testing.assert_array_equal(column, [-1, -2, -1])
+  np.testing.assert_array_equal(row, [1, 0, -1])
+  np.testing.assert_array_equal(np.outer(column, row), kernels.SOBEL_X)
+  column, row = convolution.separate(kernels.HORIZONTAL_EDGE)
+  np.testing.assert_array_equal(np.outer(column, row), kernels.HORIZONTAL_EDGE)
+  with pytest.raises(ValueError, match='rank 2, not one'):
+    convolution.separate(kernels.EDGE_DETECT)
+
+
+@pytest.mark.parametrize('padding', ['valid', 'same'])
+def test_rank_one_kernel_equals_a_row_then_a_column_pass(padding):
+  """1x3 then 3x1 is the 3x3 outer product: exactly on integers, to float rounding otherwise."""
+  rng = np.random.default_rng(0)
+  integers = rng.integers(0, 256, size=(2, 17, 19)).astype(np.float32)
+  column, row = convolution.separate(kernels.SOBEL_X)
+  full = convolution.correlate(integers, kernels.SOBEL_X, padding=padding)
+  factorized = convolution.correlate_separable(integers, column, row, padding=padding)
+  assert factorized.shape == full.shape == ((2, 15, 17) if padding == 'valid' else (2, 17, 19))
+  np.testing.assert_array_equal(factorized, full)
+
+  floats = rng.normal(size=(17, 19)).astype(np.float32)
+  column, row = rng.normal(size=3), rng.normal(size=3)
+  full = convolution.correlate(floats, np.outer(column, row), padding=padding)
+  factorized = convolution.correlate_separable(floats, column, row, padding=padding)
+  np.testing.assert_allclose(factorized, full, rtol=1e-5, atol=1e-5)
+
+
+def test_factorized_same_keeps_every_border_mode():
+  image = np.random.default_rng(1).normal(size=(9, 8)).astype(np.float32)
+  column, row = np.array([1.0, 2.0, 1.0]), np.array([-1.0, 0.0, 1.0])
+  for border in convolution.BORDERS:
+    np.testing.assert_allclose(
+        convolution.correlate_separable(image, column, row, padding='same', border=border),
+        convolution.correlate(image, np.outer(column, row), padding='same', border=border),
+        rtol=1e-5, atol=1e-5, err_msg=border)
+
+
+@pytest.mark.parametrize('padding', ['valid', 'same'])
+def test_factorization_saves_a_third_of_the_flops(padding):
+  """XLA's cost analysis: 2 flops per multiply-add, so 18 per output for 3x3 and 12 factorized;
+  'same' is exactly 6/9, 'valid' pays for the row pass's 2 extra rows (see `factorization_flops`)."""
+  h, w = 256, 128
+  flops = convolution.factorization_flops((h, w), [1, 2, 1], [-1, 0, 1], padding=padding)
+  if padding == 'same':
+    assert flops.outputs == h * w
+    assert flops.full == 2 * 9 * h * w and flops.factorized == 2 * 6 * h * w
+    assert flops.ratio == pytest.approx(6 / 9, abs=1e-12)
+  else:
+    assert flops.outputs == (h - 2) * (w - 2)
+    assert flops.full == 2 * 9 * (h - 2) * (w - 2)
+    assert flops.factorized == 2 * 3 * h * (w - 2) + 2 * 3 * (h - 2) * (w - 2)
+    assert flops.ratio == pytest.approx(6 / 9, abs=0.003)

@@ -3,6 +3,14 @@
 All formulations take NHWC images and HWIO kernels and give the same result and the same gradients
 up to float rounding; `layers.Conv2D` picks one by name (`IMPLEMENTATIONS`).
 
+Every formulation takes a `dilation` (rows, columns), as Keras' `dilation_rate` and torch's
+`dilation`: the kernel's taps are `dilation` pixels apart, so a k-tap axis spans (k - 1) * d + 1
+input pixels (its effective size) with the parameters of k taps. 'lax' passes it to XLA as
+`rhs_dilation`; 'im2col' and 'taps' step their shifted views by it (tap (i, j) starts at
+(i * dh, j * dw)), and their hand-written gradients use the same views and XLA's transposed
+dilated convolution. 'SAME' pads for the effective size, as Keras and `lax` do; strides and
+dilations may be combined (torch allows it, Keras does not).
+
 - 'lax': `lax.conv_general_dilated`, differentiated by JAX. What accelerators should run (cuDNN
   and the like), and XLA:CPU's fastest for layers with several input channels when its YNNPACK
   fusions are off (as `launch.py` runs; `cnnjax.xla_cpu`).
@@ -43,6 +51,7 @@ DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 # The kernel gradient is summed over chunks of at least this many output pixels (see the module
 # docstring); smaller batches of pixels are one product.
 MIN_CHUNK_PIXELS = 4096
+NO_DILATION = (1, 1)
 
 
 def resolve(implementation: str, in_channels: int) -> str:
@@ -68,39 +77,53 @@ def resolve(implementation: str, in_channels: int) -> str:
 
 
 def conv_lax(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-             padding: str | Sequence[tuple[int, int]]) -> jax.Array:
+             padding: str | Sequence[tuple[int, int]],
+             dilation: Sequence[int] = NO_DILATION) -> jax.Array:
   """XLA's convolution of NHWC `x` with an HWIO `kernel`; padding 'SAME', 'VALID' or explicit
-  ((top, bottom), (left, right))."""
+  ((top, bottom), (left, right)); `dilation` spaces the kernel's taps (`rhs_dilation`)."""
   return jax.lax.conv_general_dilated(x, kernel, window_strides=tuple(strides), padding=padding,
+                                      rhs_dilation=tuple(dilation),
                                       dimension_numbers=DIMENSION_NUMBERS)
 
 
+def effective_size(size: int, dilation: int) -> int:
+  """The input pixels a kernel axis of `size` taps spans with taps `dilation` apart."""
+  return (size - 1) * dilation + 1
+
+
 def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
-  """(before, after) padding of one axis for 'SAME', as `lax.conv` and Keras pad."""
+  """(before, after) padding of one axis for 'SAME', as `lax.conv` and Keras pad; `window` is the
+  kernel's effective size (`effective_size`)."""
   out = -(-size // stride)
   total = max((out - 1) * stride + window - size, 0)
   return total // 2, total - total // 2
 
 
-def _views(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
-           padding: str) -> list[jax.Array]:
-  """The kh*kw shifted, strided views of `x` (N, OH, OW, C), one per kernel tap, row-major."""
+def _views(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int], padding: str,
+           dilation: Sequence[int] = NO_DILATION) -> list[jax.Array]:
+  """The kh*kw shifted, strided views of `x` (N, OH, OW, C), one per kernel tap, row-major; tap
+  (i, j) starts at (i * dh, j * dw)."""
   kh, kw = kernel_shape[:2]
   sh, sw = strides
+  dh, dw = dilation
+  eh, ew = effective_size(kh, dh), effective_size(kw, dw)
   if padding == 'SAME':
-    x = jnp.pad(x, ((0, 0), _same_padding(x.shape[1], kh, sh), _same_padding(x.shape[2], kw, sw),
+    x = jnp.pad(x, ((0, 0), _same_padding(x.shape[1], eh, sh), _same_padding(x.shape[2], ew, sw),
                     (0, 0)))
   elif padding != 'VALID':
     raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
-  oh, ow = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  return [x[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+  oh, ow = (x.shape[1] - eh) // sh + 1, (x.shape[2] - ew) // sw + 1
+  if oh < 1 or ow < 1:
+    raise ValueError(f'a {kh}x{kw} kernel with dilation {tuple(dilation)} spans {eh}x{ew} pixels, '
+                     f'more than the {x.shape[1]}x{x.shape[2]} input (padded {padding!r})')
+  return [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
           for i in range(kh) for j in range(kw)]
 
 
 def patches(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
-            padding: str) -> jax.Array:
-  """im2col: (N, OH, OW, kh*kw*C), the input under every output pixel's window."""
-  views = _views(x, kernel_shape, strides, padding)
+            padding: str, dilation: Sequence[int] = NO_DILATION) -> jax.Array:
+  """im2col: (N, OH, OW, kh*kw*C), the input under every output pixel's (dilated) window."""
+  views = _views(x, kernel_shape, strides, padding, dilation)
   return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
@@ -111,82 +134,83 @@ def _chunks(examples: int, pixels_per_example: int) -> int:
   return fitting[0] if fitting else 1
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                padding: str) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_im2col(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
+                dilation: Sequence[int] = NO_DILATION) -> jax.Array:
   """The convolution of `conv_lax` as im2col and one matrix product (see the module docstring)."""
   kh, kw, cin, cout = kernel.shape
-  strides = tuple(strides)
+  strides, dilation = tuple(strides), tuple(dilation)
   if cin == 1:
-    views = _views(x, kernel.shape, strides, padding)
+    views = _views(x, kernel.shape, strides, padding, dilation)
     taps = jnp.stack(views).reshape(kh * kw, -1)  # Taps first (see the module docstring).
     y = jax.lax.dot_general(taps, kernel.reshape(kh * kw, cout), (((0,), (0,)), ((), ())))
     return y.reshape(*views[0].shape[:3], cout)
-  return jax.lax.dot_general(patches(x, kernel.shape, strides, padding),
+  return jax.lax.dot_general(patches(x, kernel.shape, strides, padding, dilation),
                              kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())))
 
 
-def _taps_kernel_gradient(x, kernel, strides, padding, dy):
+def _taps_kernel_gradient(x, kernel, strides, padding, dilation, dy):
   """The kernel gradient as the taps (kh*kw, N, OH, OW, Cin) against dy (N, OH, OW, Cout),
   contracted over the output pixels."""
-  taps = jnp.stack(_views(x, kernel.shape, strides, padding))
+  taps = jnp.stack(_views(x, kernel.shape, strides, padding, dilation))
   return jax.lax.dot_general(taps, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))
 
 
-def _input_gradient(x, kernel, strides, padding, dy):
+def _input_gradient(x, kernel, strides, padding, dilation, dy):
   """The gradient of `conv_lax` with respect to `x`: XLA's transposed convolution of dy."""
   transpose = jax.linear_transpose(
-      functools.partial(conv_lax, kernel=kernel, strides=strides, padding=padding), x)
+      functools.partial(conv_lax, kernel=kernel, strides=strides, padding=padding,
+                        dilation=dilation), x)
   (d_x,) = transpose(dy)
   return d_x
 
 
-def _conv_im2col_forward(x, kernel, strides, padding):
+def _conv_im2col_forward(x, kernel, strides, padding, dilation):
   # The patches are recomputed in the backward pass from x: inside one jit XLA shares them with
   # the forward pass's.
-  return conv_im2col(x, kernel, strides, padding), (x, kernel)
+  return conv_im2col(x, kernel, strides, padding, dilation), (x, kernel)
 
 
-def _conv_im2col_backward(strides, padding, residuals, dy):
+def _conv_im2col_backward(strides, padding, dilation, residuals, dy):
   x, kernel = residuals
   kh, kw, cin, cout = kernel.shape
-  strides = tuple(strides)
+  strides, dilation = tuple(strides), tuple(dilation)
   if cin == 1:
-    d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dy)
+    d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dilation, dy)
   else:
-    p = patches(x, kernel.shape, strides, padding)
+    p = patches(x, kernel.shape, strides, padding, dilation)
     n = p.shape[0]
     chunks = _chunks(n, p.shape[1] * p.shape[2])
     # A batch of products, then the sum: one einsum over (chunk, pixel) would be one product.
     d_kernel = jnp.einsum('cmk,cmo->cko', p.reshape(chunks, -1, p.shape[-1]),
                           dy.reshape(chunks, -1, cout)).sum(axis=0)
-  d_x = _input_gradient(x, kernel, strides, padding, dy)
+  d_x = _input_gradient(x, kernel, strides, padding, dilation, dy)
   return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
 conv_im2col.defvjp(_conv_im2col_forward, _conv_im2col_backward)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-              padding: str) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_taps(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
+              dilation: Sequence[int] = NO_DILATION) -> jax.Array:
   """The convolution of `conv_lax` as a sum of per-tap products (see the module docstring)."""
   kw, cin = kernel.shape[1], kernel.shape[2]
-  views = _views(x, kernel.shape, tuple(strides), padding)
+  views = _views(x, kernel.shape, tuple(strides), padding, tuple(dilation))
   terms = (view[..., c:c + 1] * kernel[t // kw, t % kw, c]
            for t, view in enumerate(views) for c in range(cin))
   return functools.reduce(jnp.add, terms)
 
 
-def _conv_taps_forward(x, kernel, strides, padding):
-  return conv_taps(x, kernel, strides, padding), (x, kernel)
+def _conv_taps_forward(x, kernel, strides, padding, dilation):
+  return conv_taps(x, kernel, strides, padding, dilation), (x, kernel)
 
 
-def _conv_taps_backward(strides, padding, residuals, dy):
+def _conv_taps_backward(strides, padding, dilation, residuals, dy):
   x, kernel = residuals
-  strides = tuple(strides)
-  d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dy)
-  d_x = _input_gradient(x, kernel, strides, padding, dy)
+  strides, dilation = tuple(strides), tuple(dilation)
+  d_kernel = _taps_kernel_gradient(x, kernel, strides, padding, dilation, dy)
+  d_x = _input_gradient(x, kernel, strides, padding, dilation, dy)
   return d_x, d_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -213,21 +237,37 @@ def explicit_padding(padding: Padding) -> str | tuple[tuple[int, int], ...]:
   return pairs
 
 
+def dilation_pair(dilation: int | Sequence[int]) -> tuple[int, int]:
+  """(rows, columns) dilation from an int or a pair of positive ints; a ValueError else."""
+  pair = (dilation, dilation) if isinstance(dilation, int) else dilation
+  try:
+    pair = tuple(pair)
+    valid = len(pair) == 2 and all(int(d) == d and d >= 1 for d in pair)
+  except (TypeError, ValueError):
+    valid = False
+  if not valid:
+    raise ValueError(f'dilation must be a positive int or a pair of them (rows, columns), not '
+                     f'{dilation!r}')
+  return int(pair[0]), int(pair[1])
+
+
 def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding,
-             implementation: str) -> jax.Array:
+             implementation: str, dilation: int | Sequence[int] = NO_DILATION) -> jax.Array:
   """`x` convolved with `kernel` by the named implementation (one of `IMPLEMENTATIONS`).
 
   `padding` is 'SAME', 'VALID' or explicit zero padding ((top, bottom), (left, right)), as torch
   pads (e.g. ((3, 3), (3, 3)) for a 7x7 stride-2 convolution, where 'SAME' would pad (2, 3) on
   an even input). 'lax' takes explicit padding as it is; the other formulations pad the input
-  (`jnp.pad`) and convolve it 'VALID'.
+  (`jnp.pad`) and convolve it 'VALID'. `dilation` (rows, columns) spaces the kernel's taps; 'SAME'
+  pads for the effective kernel size (k - 1) * d + 1, as Keras does.
   """
   padding = explicit_padding(padding)
+  dilation = dilation_pair(dilation)
   name = resolve(implementation, kernel.shape[2])
   if not isinstance(padding, str):
     if name == 'lax':
-      return conv_lax(x, kernel, tuple(strides), padding)
+      return conv_lax(x, kernel, tuple(strides), padding, dilation)
     x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
     padding = 'VALID'
   formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[name]
-  return formulation(x, kernel, tuple(strides), padding)
+  return formulation(x, kernel, tuple(strides), padding, dilation)

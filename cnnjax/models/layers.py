@@ -56,6 +56,12 @@ class Conv2D(nn.Module):
   `padding` is 'VALID', 'SAME' or explicit zero padding ((top, bottom), (left, right)), e.g.
   ((3, 3), (3, 3)) for torch's 7x7 stride-2 `padding=3` (lax's 'SAME' pads that (2, 3) on an even
   input). `kernel_init` defaults to Keras' Glorot-uniform.
+
+  `dilation` (rows, columns; Keras' `dilation_rate`, torch's `dilation`) puts the kernel's taps
+  that many pixels apart: a 3x3 kernel with dilation 2 sees a 5x5 window through 9 taps, the
+  effective size being (k - 1) * d + 1, which is what 'SAME' pads for (as Keras does). The
+  parameters do not depend on it, so weight files load whatever the dilation. Every
+  implementation supports it, with strides too (as torch; Keras refuses strides > 1 with it).
   """
 
   features: int
@@ -68,6 +74,7 @@ class Conv2D(nn.Module):
   param_dtype: Dtype = jnp.float32
   implementation: str | None = None
   kernel_init: Callable = nn.initializers.glorot_uniform()
+  dilation: Sequence[int] = (1, 1)
 
   @nn.compact
   def __call__(self, x: jax.Array,
@@ -81,11 +88,15 @@ class Conv2D(nn.Module):
         per-channel bias and with a non-decreasing activation, but the bias and activation (and
         their gradients) run on the pooled, smaller tensor. Same gradients up to ties.
     """
+    try:
+      dilation = convolution.dilation_pair(self.dilation)
+    except ValueError as error:
+      raise ValueError(f'Conv2D {self.name}: {error}') from None
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param('kernel', self.kernel_init, kernel_shape, self.param_dtype)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     y = convolution.convolve(x, kernel, self.strides, self.padding,
-                             self.implementation or CONV_IMPLEMENTATION)
+                             self.implementation or CONV_IMPLEMENTATION, dilation)
     if pool is not None:
       if self.activation not in NON_DECREASING:
         raise ValueError(f'Conv2D {self.name}: pooling before the activation needs a '
