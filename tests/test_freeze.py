@@ -201,7 +201,13 @@ def _flops(compiled):
 
 
 def test_frozen_base_step_costs_what_a_head_only_step_costs():
-  """XLA's FLOP count: frozen base ~ a hand-written head-only step, far below the full step."""
+  """XLA's FLOP count: frozen base ~ a hand-written head-only step, far below the full step.
+
+  What this shows is the cost, not the mechanism: XLA prunes an unused backward pass by itself,
+  so differentiating everything and dropping the base's gradients would count the same
+  (benchmarks/frozen_step_flops.py). That the step differentiates only the trainable parameters
+  is the test above.
+  """
   blocks, shape = ((1, 8), (1, 16)), (16, 16, 3)
   model = tiny_model(blocks)
   data = batch(8, shape=shape)
