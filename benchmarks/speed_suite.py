@@ -11,7 +11,18 @@ Workloads (same architecture, optimizer RMSprop and batch in every framework; ra
   batch 32, sigmoid + binary cross-entropy;
 - vgg16_frozen_150: VGG16's convolutional base, frozen, under a new Flatten - Dense256 - Dropout -
   Dense1 head, 150x150x3, batch 20 (only the head is differentiated);
-- vgg16_predict_224: VGG16 with its top, inference at 224x224x3, batch 16;
+- vgg16_predict_224: VGG16 with its top, inference at 224x224x3, batch 8;
+- resnet50_predict_224: ResNet50 with its 1000-class top, inference (BatchNorm with its moving
+  statistics) at 224x224x3, batch 8. Two architectures: cnnjax 'resnet50' and PyTorch run
+  torchvision's v1.5 (a stage's stride on the 3x3 convolution), cnnjax 'resnet50_keras' (the row
+  'cnnjax,model=resnet50_keras') and Keras' `applications.ResNet50` run v1 (the stride on the
+  first 1x1 convolution; 6% fewer FLOPs);
+- resnet18_train_224: ResNet18 (torchvision's layout; Keras has none in `applications`, so the
+  suite builds it from Keras layers in that layout: `speed_workers.keras_resnet18`), training at
+  224x224x3, batch 16, 1000 classes, BatchNorm statistics updated;
+- inceptionv3_predict_299: InceptionV3 as Keras builds it (cnnjax 'inception_v3', Keras'
+  `applications.InceptionV3`, and a torch.nn model of the same architecture,
+  `benchmarks/torch_models.py`), inference at 299x299x3, batch 8;
 - small_convnet_fashion_mnist (not in the default run): small_convnet trained on the real
   Fashion-MNIST training set, the same batches in the same order in every framework, scored on
   the 10,000 test images after every epoch: the same accuracy after the same number of epochs?
@@ -25,11 +36,18 @@ batches, so slow drifts of the machine's load hit every framework alike. The tab
 epoch (and the median) in images per second. The achieved GFLOP/s of every row is the FLOP count
 of the cnnjax float32 step (XLA's cost analysis of the compiled step: the same architecture and
 batch, so the same arithmetic) divided by the row's time per step, and its share of the matmul
-peak measured in the same run (a large float32 `jnp.dot`). The 'vs torch' and 'vs keras' columns
-divide by the best PyTorch eager row ('torch', 'torch,hugepages=on', 'torch,threads=1') and
-the best Keras row. The JSON keeps every epoch time, the load average before and after each
+peak measured in the same run (a large `jnp.dot` in the row's compute dtype). Each row is
+credited with the FLOPs of its own architecture ('architecture' in the JSON; the ResNet50s
+differ) and compared only with rivals of that architecture: the 'vs torch' and 'vs keras'
+columns divide by the best PyTorch eager row ('torch', 'torch,hugepages=on', 'torch,threads=1',
+'torch,device=cuda', ...) and the best Keras row of the same architecture. The JSON keeps every epoch time, the load average before and after each
 workload, the versions and the machine; the peak is measured before and after the workloads and
 the better one kept.
+
+On a GPU (`benchmarks/gpu_check.py` runs it so) cnnjax and Keras rows run on JAX's default
+device, PyTorch rows with 'device=cuda' ('bf16' autocast, 'channels_last' as options),
+`--parallel-start` warms a workload's workers up side by side, `--peak-size 8192` fills the GPU
+for the peak, and the table adds each row's peak device memory.
 """
 
 import argparse
@@ -65,9 +83,21 @@ DEFAULT_FRAMEWORKS = {
     'vgg16_predict_224': FRAMEWORKS,
     'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
                                     'torch,hugepages=on'),
+    # The zoo's models: one cnnjax row per architecture that a rival runs (ResNet50: v1.5 as
+    # torchvision builds it, v1 as Keras does).
+    # 'cnnjax,ynn=on': whether YNNPACK's fusions, off by cnnjax's choice on the convnets and
+    # VGG16, lose on these models too (their 1x1 convolutions are matrix products).
+    'resnet50_predict_224': ('cnnjax', 'cnnjax,model=resnet50_keras', 'cnnjax,ynn=on', 'keras',
+                             'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on',
+                             'torch_compile'),
+    'resnet18_train_224': ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off,hugepages=on',
+                           'torch', 'torch,hugepages=on', 'torch_compile'),
+    'inceptionv3_predict_299': ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off,hugepages=on',
+                                'torch', 'torch,hugepages=on', 'torch_compile'),
 }
-# The default run: the four speed workloads (the real-data one is asked for by name).
-DEFAULT_WORKLOADS = ('small_convnet', 'cats_vs_dogs_150', 'vgg16_frozen_150', 'vgg16_predict_224')
+# The default run: the speed workloads (the real-data one is asked for by name).
+DEFAULT_WORKLOADS = ('small_convnet', 'cats_vs_dogs_150', 'vgg16_frozen_150', 'vgg16_predict_224',
+                     'resnet50_predict_224', 'resnet18_train_224', 'inceptionv3_predict_299')
 
 
 def load_average() -> list[float]:
@@ -96,11 +126,17 @@ def row_environment(framework: str) -> dict[str, str]:
   tunables = [t for t in env.get(host_memory.ENV, '').split(':')
               if t and t.split('=', 1)[0] != host_memory.TUNABLE]
   env[host_memory.ENV] = ':'.join([*tunables, f'{host_memory.TUNABLE}={int(huge)}'])
+  # A workload's workers live side by side: on a GPU, JAX's default of taking 75% of its memory
+  # at start-up would leave the second worker none. (No effect on the CPU.)
+  env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
   return env
 
 
 class Worker:
-  """One (workload, framework) process speaking `speed_workers.py`'s line protocol."""
+  """One (workload, framework) process speaking `speed_workers.py`'s line protocol.
+
+  It starts at once and compiles and warms up on its own; `read` waits for its 'ready' answer.
+  """
 
   def __init__(self, workload: str, framework: str, steps: int, log_dir: str):
     self.framework = framework
@@ -134,11 +170,13 @@ class Worker:
     return answer
 
 
-def measure_peak() -> dict:
+def measure_peak(torch_device: str = 'cpu', size: int = 4096) -> dict:
+  """The matmul peak of JAX (its default device) and of torch (on `torch_device`), in GFLOP/s."""
   peak = {}
-  for framework in ('jax', 'torch'):
-    run = subprocess.run([sys.executable, WORKER, 'peak', framework], capture_output=True,
-                         text=True, env=dict(os.environ, KERAS_BACKEND='jax'), check=False)
+  for framework, name in (('jax', 'jax'), ('torch', f'torch,device={torch_device}')):
+    run = subprocess.run([sys.executable, WORKER, 'peak', name, '--peak-size', str(size)],
+                         capture_output=True, text=True,
+                         env=dict(os.environ, KERAS_BACKEND='jax'), check=False)
     try:
       peak[framework] = json.loads(run.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -146,17 +184,41 @@ def measure_peak() -> dict:
   return peak
 
 
+def row_architecture(result: dict, framework: str) -> str:
+  return result['rows'][framework].get('architecture', '')
+
+
+def reference_speeds(result: dict) -> dict[tuple[str, str], float]:
+  """{(family, architecture): best images/s} of the rivals' rows ('torch' is PyTorch eager)."""
+  best = {}
+  for name, row in result['rows'].items():
+    family = name.split(',')[0]
+    ips = row.get('images_per_second_best')
+    if family in ('torch', 'keras') and ips:
+      key = (family, row_architecture(result, name))
+      best[key] = max(best.get(key, 0.0), ips)
+  return best
+
+
 def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
-                 log_dir: str) -> dict:
-  """Starts and warms up every framework's worker, then times them in interleaved rounds."""
+                 log_dir: str, parallel_start: bool = False) -> dict:
+  """Starts and warms up every framework's worker, then times them in interleaved rounds.
+
+  With `parallel_start` the workers compile and warm up at the same time (a machine with cores
+  to spare: the GPU machine), else one after the other; the timed rounds are the same.
+  """
   batch = WORKLOADS[workload][1]
   result = {'batch_size': batch, 'steps_per_epoch': steps, 'load_before': load_average(),
             'rows': {}}
   workers = []
+  started = []
   for framework in frameworks:
     print(f'  {workload}: starting {framework}', file=sys.stderr, flush=True)
-    worker = Worker(workload, framework, steps, log_dir)
-    ready = worker.read()
+    started.append((framework, Worker(workload, framework, steps, log_dir)))
+    if not parallel_start:
+      started[-1] = (framework, started[-1][1], started[-1][1].read())
+  for framework, worker, *answered in started:
+    ready = answered[0] if answered else worker.read()
     if 'error' in ready:
       worker.close()
       result['rows'][framework] = {'error': ready['error']}
@@ -182,10 +244,16 @@ def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
     result['rows'][worker.framework].update(worker.close())
   result['load_after'] = load_average()
 
-  flops = next((row['flops_per_step'] for name, row in result['rows'].items()
-                if name.split(',')[0] == 'cnnjax' and row.get('dtype') == 'float32'
-                and 'flops_per_step' in row), None)
-  result['flops_per_step'] = flops
+  # XLA's FLOP count of the cnnjax float32 step of each architecture: a row is credited with
+  # the FLOPs of its own architecture (ResNet50 v1 and v1.5 differ), none if cnnjax ran no such
+  # row.
+  flops_by_architecture = {}
+  for name, row in result['rows'].items():
+    if (name.split(',')[0] == 'cnnjax' and row.get('dtype') == 'float32'
+        and 'flops_per_step' in row):
+      flops_by_architecture.setdefault(row.get('architecture', ''), row['flops_per_step'])
+  result['flops_per_step_by_architecture'] = flops_by_architecture
+  result['flops_per_step'] = next(iter(flops_by_architecture.values()), None)
   for row in result['rows'].values():
     seconds = row.get('epoch_seconds')
     if not seconds:
@@ -193,41 +261,50 @@ def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
     images = batch * steps
     row['images_per_second_best'] = images / min(seconds)
     row['images_per_second_median'] = images / float(np.median(seconds))
+    flops = flops_by_architecture.get(row.get('architecture', ''))
     if flops:
       row['achieved_gflops'] = flops * steps / min(seconds) / 1e9
   return result
 
 
 def print_table(results: dict) -> None:
-  peak = results['matmul_peak_gflops'].get('jax', {}).get('float32')
-  print(f"\n{results['machine']['machine']}; matmul peak (jnp.dot f32 4096^2): "
-        f"{peak or float('nan'):.0f} GFLOP/s; bf16 "
-        f"{results['matmul_peak_gflops'].get('jax', {}).get('bfloat16', float('nan')):.0f}; "
-        f"torch f32 "
-        f"{results['matmul_peak_gflops'].get('torch', {}).get('float32', float('nan')):.0f}")
-  header = (f"{'workload':18} {'framework':22} {'img/s best':>10} {'median':>8} {'vs torch':>8} "
-            f"{'vs keras':>8} {'GFLOP/s':>8} {'% peak':>6} {'maxrss MiB':>10}  load")
+  peaks = results['matmul_peak_gflops'].get('jax', {})
+  torch_peaks = results['matmul_peak_gflops'].get('torch', {})
+  print(f"\n{results['machine']['machine']}; matmul peak (jnp.dot "
+        f"{peaks.get('size', 4096)}^2, {peaks.get('device', '?')}): f32 "
+        f"{peaks.get('float32', float('nan')):.0f} GFLOP/s; bf16 "
+        f"{peaks.get('bfloat16', float('nan')):.0f}; torch ({torch_peaks.get('device', '?')}) "
+        f"f32 {torch_peaks.get('float32', float('nan')):.0f}, "
+        f"bf16 {torch_peaks.get('bfloat16', float('nan')):.0f}")
+  print('% peak: against the matmul peak of the row\'s compute dtype; vs torch / vs keras: '
+        'against the best PyTorch eager / Keras row of the same architecture')
+  header = (f"{'workload':24} {'framework':28} {'img/s best':>10} {'median':>8} {'vs torch':>8} "
+            f"{'vs keras':>8} {'GFLOP/s':>8} {'% peak':>6} {'maxrss MiB':>10} "
+            f"{'dev MiB':>7}  load  architecture")
   print(header)
   print('-' * len(header))
   for workload, result in results['workloads'].items():
     rows = result['rows']
-    ref = {family: max((row.get('images_per_second_best', 0) for name, row in rows.items()
-                        if name.split(',')[0] == family), default=0) or None
-           for family in ('torch', 'keras')}
+    ref = reference_speeds(result)
     load = f"{result['load_before'][0]:.1f}->{result['load_after'][0]:.1f}"
     for framework, row in rows.items():
       if 'error' in row and not row.get('epoch_seconds'):
-        print(f"{workload:18} {framework:22} failed: {row['error'][:80]}")
+        print(f"{workload:24} {framework:28} failed: {row['error'][:80]}")
         continue
       ips = row['images_per_second_best']
-      ratio = {k: f'{ips / v:.2f}x' if v else '-' for k, v in ref.items()}
+      arch = row.get('architecture', '')
+      ratio = {k: f'{ips / ref[(k, arch)]:.2f}x' if ref.get((k, arch)) else '-'
+               for k in ('torch', 'keras')}
       gflops = row.get('achieved_gflops')
+      peak = peaks.get(row.get('dtype', 'float32'))
       share = f'{100 * gflops / peak:.0f}' if gflops and peak else '-'
-      print(f"{workload:18} {framework:22} {ips:>10,.1f} {row['images_per_second_median']:>8,.1f} "
-            f"{ratio['torch']:>8} {ratio['keras']:>8} {gflops or 0:>8.1f} {share:>6} "
-            f"{row.get('maxrss_mib', 0):>10,.0f}  {load}")
+      device_mib = f"{row['device_peak_mib']:,.0f}" if 'device_peak_mib' in row else '-'
+      print(f"{workload:24} {framework:28} {ips:>10,.1f} "
+            f"{row['images_per_second_median']:>8,.1f} {ratio['torch']:>8} {ratio['keras']:>8} "
+            f"{gflops or 0:>8.1f} {share:>6} {row.get('maxrss_mib', 0):>10,.0f} "
+            f"{device_mib:>7}  {load}  {arch if arch != workload else ''}")
       if row.get('test_accuracy_by_epoch'):
-        print(f"{'':18} {'':22} test accuracy after epochs 2..: "
+        print(f"{'':24} {'':28} test accuracy after epochs 2..: "
               + ' '.join(f'{a:.4f}' if a is not None else '-'
                          for a in row['test_accuracy_by_epoch']))
 
@@ -254,6 +331,11 @@ def main() -> None:
   parser.add_argument('--steps-scale', type=float, default=1.0,
                       help='multiplies every workload\'s batches per epoch')
   parser.add_argument('--log-dir', default='/tmp/speed_suite_logs')
+  parser.add_argument('--parallel-start', action='store_true',
+                      help="start and warm up a workload's workers at the same time (a machine "
+                           'with cores to spare, e.g. the GPU machine); the timing is unchanged')
+  parser.add_argument('--peak-size', type=int, default=4096,
+                      help='size of the matmul-peak matrices (8192 on a GPU)')
   args = parser.parse_args()
 
   unknown = [w for w in args.workloads.split(',') if w not in WORKLOADS]
@@ -262,30 +344,32 @@ def main() -> None:
   os.makedirs(args.log_dir, exist_ok=True)
   rounds = args.rounds or (2 if args.quick else 3)
   chosen = [f for f in args.frameworks.split(';') if f]
+  torch_device = 'cuda' if any('device=cuda' in f for f in chosen) else 'cpu'
   results = {'machine': {**machine_description(), 'load_average_start': load_average()},
              'versions': versions(), 'quick': args.quick, 'rounds': rounds,
              'note': ('2 shared cores: other jobs ran on this machine at the same time, so '
                       'absolute figures are noisy; rows of one workload are interleaved '
                       'round by round, and the best epoch of each row is reported.')}
   print('measuring the matmul peak', file=sys.stderr, flush=True)
-  results['matmul_peak_gflops'] = measure_peak()
+  results['matmul_peak_gflops'] = measure_peak(torch_device, args.peak_size)
   results['workloads'] = {}
   for workload in args.workloads.split(','):
     default_steps = WORKLOADS[workload][4]
     steps = max(1, round(default_steps * args.steps_scale / (4 if args.quick else 1)))
     frameworks = chosen or list(DEFAULT_FRAMEWORKS[workload])
     results['workloads'][workload] = run_workload(workload, frameworks, steps, rounds,
-                                                  args.log_dir)
+                                                  args.log_dir, args.parallel_start)
     if args.out:  # After every workload, so that a failure later keeps what was measured.
       write(results, args.out)
   results['machine']['load_average_end'] = load_average()
   # The peak again after the workloads: the best of the two is the machine's, not the load's.
   results['matmul_peak_gflops_start'] = results['matmul_peak_gflops']
-  end = measure_peak()
+  end = measure_peak(torch_device, args.peak_size)
   results['matmul_peak_gflops_end'] = end
   results['matmul_peak_gflops'] = {
-      f: {d: max(v, end.get(f, {}).get(d, 0)) for d, v in values.items()
-          if isinstance(v, float)} for f, values in results['matmul_peak_gflops'].items()}
+      f: {d: (max(v, end.get(f, {}).get(d, 0)) if isinstance(v, float) else v)
+          for d, v in values.items()}
+      for f, values in results['matmul_peak_gflops'].items()}
   print_table(results)
   if args.out:
     write(results, args.out)

@@ -29,13 +29,15 @@ EXPECTED = {
     'vgg_small': ((28, 28, 1), 242_954),  # 10 outputs; the binary transfer task's has 240,641.
 }
 # BatchNorm models: (input, trainable, non-trainable = the moving statistics). torchvision's
-# counts for the first three (as torchvision counts parameters), Keras' summary for the last.
+# counts for the first three (as torchvision counts parameters), Keras' summary for
+# resnet50_keras and inception_v3.
 EXPECTED_BATCH_NORM = {
     'resnet18': ((224, 224, 3), 11_689_512, 9_600),
     'resnet34': ((224, 224, 3), 21_797_672, 17_024),
     'resnet50': ((224, 224, 3), 25_557_032, 53_120),
     'resnet50_keras': ((224, 224, 3), 25_583_592, 53_120),
     'resnet_small': ((28, 28, 1), 77_754, 672),  # cnnjax's own design (cnnjax/models/resnet.py).
+    'inception_v3': ((299, 299, 3), 23_817_352, 34_432),
 }
 
 
