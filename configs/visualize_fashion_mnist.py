@@ -33,6 +33,7 @@ def visualize_group() -> ml_collections.ConfigDict:
   v.image = ''               # With weights: the photo to look at.
   v.image_size = 224         # With weights: the photo is resized to image_size x image_size.
   v.preprocess = ''          # With weights: 'caffe', 'torch', 'tf' or 'none'; '' from the file.
+  v.model_from_weights = False  # With weights: the file's architecture picks model.name.
   v.sections = SECTIONS      # What to draw.
   # Images: the first example of each class in the split, in order of appearance.
   v.split = 'test'
@@ -46,6 +47,7 @@ def visualize_group() -> ml_collections.ConfigDict:
   v.activation_example = 0
   v.activation_layers = ()             # Empty: every conv and pool layer.
   v.activation_channel = 3
+  v.activation_channels = 0            # Channels drawn per layer; 0: all of them.
   v.images_per_row = 16
   # Filter patterns by gradient ascent in input space.
   v.filter_layers = ('conv1', 'conv2', 'conv3')
@@ -68,6 +70,7 @@ def visualize_group() -> ml_collections.ConfigDict:
   v.cam_intensity = 0.5
   v.cam_overlay = 'blend'              # 'add' (the reference) or 'blend'.
   v.cam_top_classes = 8                # Classes shown per image when there are many.
+  v.top_channels = 0                   # A GAP + dense model's top-weighted channels; 0: none.
   v.score_cam_batch_size = 64
   return v
 

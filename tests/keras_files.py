@@ -95,3 +95,23 @@ def write_weights_h5(path, params):
       group.create_dataset(names[1], data=np.asarray(weights['bias']))
       group.attrs['weight_names'] = np.array(names, dtype='S')
   return str(path)
+
+
+def randomize_keras_model(keras, model, seed):
+  """Random BatchNormalization statistics and parameters, and random biases, in any Keras model.
+
+  Keras initializes BatchNormalization to gamma 1, beta 0, moving mean 0 and variance 1, and biases
+  to 0, which make BatchNorm nearly the identity in inference mode: a port that mixed its arrays up
+  would pass. Works for BatchNormalizations with or without gamma (`scale=False`, InceptionV3's).
+  """
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      c = layer.moving_mean.shape[0]
+      values = {'gamma': rng.uniform(0.5, 1.5, c), 'beta': rng.uniform(-0.5, 0.5, c),
+                'moving_mean': rng.uniform(-0.5, 0.5, c),
+                'moving_variance': rng.uniform(0.5, 2.0, c)}
+      layer.set_weights([values[w.name] for w in layer.weights])
+    elif getattr(layer, 'bias', None) is not None:
+      layer.bias.assign(rng.normal(0.0, 0.1, layer.bias.shape).astype(np.float32))
+  return model

@@ -28,6 +28,10 @@ perturbation added to that layer's output (`layer_probe.apply_perturbed`), and o
 the perturbation at zero gives them, for every image of the batch at once (an image's score
 depends only on its own features) and for many classes at once (`vmap` over the cotangents).
 
+`top_channels` shows what CAM adds up, for a GAP + dense model: the activation maps of the channels
+that the dense layer weighs most for a class, with their weights (the PyTorch lecture's figure of
+ResNet50's top-8 channels).
+
 Maps come back raw; `normalize_maps` applies the ReLU and scales each map to [0, 1] by its maximum
 (an all-zero map stays zero), and `upsample` resizes them bilinearly to the image.
 """
@@ -366,6 +370,95 @@ def class_activation_maps(model: nn.Module, variables: Variables, images: jax.Ar
                                        layer=layer, dense_layer=dense_layer,
                                        batch_size=batch_size)
   return ClassActivationMaps(maps, targets, probabilities, layer, method)
+
+
+@dataclasses.dataclass(frozen=True)
+class TopChannels:
+  """The result of `top_channels`.
+
+  Attributes:
+    maps: (N, K, h, w) activation maps of the K channels, at the layer's resolution.
+    channels: (N, K) the channels, the highest weight first.
+    weights: (N, K) their weights in the dense kernel for each image's class.
+    targets: (N,) the class of each image.
+    probabilities: the model's class probabilities for each image, (N, classes).
+    layer: the layer before the global average pooling.
+    dense_layer: the dense layer whose kernel weighs the channels.
+  """
+
+  maps: jax.Array
+  channels: jax.Array
+  weights: jax.Array
+  targets: jax.Array
+  probabilities: jax.Array
+  layer: str
+  dense_layer: str
+
+
+def class_channel_weights(dense_kernel: jax.Array, targets: jax.Array) -> jax.Array:
+  """(N, C): each image's class column of the (C, classes) dense kernel; one unit: (-w, w)."""
+  kernel = jnp.asarray(dense_kernel, jnp.float32)
+  if kernel.shape[-1] == 1:
+    kernel = jnp.concatenate([-kernel, kernel], axis=-1)
+  return kernel[:, targets].T
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'layer', 'dense_layer', 'count'))
+def _top_channels(model, variables, images, targets, *, layer, dense_layer, count):
+  outputs, features = apply_perturbed(model, variables, images, layer)
+  if targets is None:
+    targets = jnp.argmax(class_scores(outputs), axis=-1)
+  weights = class_channel_weights(variables['params'][dense_layer]['kernel'], targets)
+  top_weights, channels = jax.lax.top_k(weights, count)  # Highest first.
+  maps = jnp.take_along_axis(features, channels[:, None, None, :], axis=-1)
+  return (jnp.moveaxis(maps, -1, 1), channels, top_weights, targets,
+          class_probabilities(outputs))
+
+
+def top_channels(model: nn.Module, variables: Variables, images: jax.Array,
+                 targets: Any = 'predicted', *, count: int = 8, layer: str | None = None,
+                 dense_layer: str | None = None) -> TopChannels:
+  """The `count` channels with the highest weight for each image's class, and their maps.
+
+  For a model whose layer `layer` is followed by global average pooling and one dense layer, the
+  class score is sum_k w_kc mean(A_k) + b_c: the channels with the largest w_kc are the ones whose
+  activation raises the score most per unit (CAM, `cam_map`, is the sum of all of them, each map
+  times its weight).
+
+  Args:
+    model: a Flax Linen model whose layers are direct, named submodules.
+    variables: its variables.
+    images: (N, H, W, C) in the model's input units.
+    targets: 'predicted' (each image's top class) or an int array (N,), one class per image.
+    count: how many channels; at most the layer's channels.
+    layer: the layer before the global average pooling; None finds it (`cam_layers`).
+    dense_layer: the dense layer after it; None for the last layer.
+
+  Returns:
+    The channels, highest weight first, their weights and their activation maps.
+
+  Raises:
+    ConfigError: the model does not end in layer -> global average pooling -> dense (the message
+      names its layers), or `count` or `targets` do not fit.
+  """
+  images = jnp.asarray(images)
+  if images.ndim != 4:
+    raise ValueError(f'images must be a batch (N, H, W, C), got shape {images.shape}')
+  layer, dense_layer = cam_layers(model, variables, images, layer, dense_layer)
+  channels = int(variables['params'][dense_layer]['kernel'].shape[0])
+  if not 1 <= count <= channels:
+    raise ConfigError(f'count={count} channels asked for, but {dense_layer!r} weighs {channels} '
+                      f'channels of {layer!r}; ask for 1 to {channels}')
+  if not isinstance(targets, str):
+    targets = check_targets(targets, images.shape[0], _num_classes(model, variables, images))
+    if targets.ndim != 1:
+      raise ConfigError(f'top_channels takes one class per image, targets of shape '
+                        f'({images.shape[0]},), not {targets.shape}')
+  else:
+    targets = check_targets(targets, images.shape[0], 0)
+  maps, indices, weights, targets, probabilities = _top_channels(
+      model, variables, images, targets, layer=layer, dense_layer=dense_layer, count=count)
+  return TopChannels(maps, indices, weights, targets, probabilities, layer, dense_layer)
 
 
 def normalize_maps(maps: jax.Array, relu: bool = True) -> jax.Array:

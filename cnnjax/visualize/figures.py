@@ -247,6 +247,12 @@ def plot_heatmap_and_overlay(heatmap, overlay, title: str, path: str,
   return _save(fig, path)
 
 
+def probability_text(p: float) -> str:
+  """A probability for a title: 3 decimals, or 2 significant digits below 0.001 (not '0.000')."""
+  p = float(p)
+  return f'{p:.3f}' if p >= 1e-3 or p == 0 else f'{p:.1e}'
+
+
 def plot_class_maps(image, overlays, class_names: Sequence[str], probabilities, title: str,
                     path: str) -> str:
   """One image's heatmap for each class, titled with the class and its probability."""
@@ -263,11 +269,60 @@ def plot_class_maps(image, overlays, class_names: Sequence[str], probabilities, 
     for c in range(cols):
       axes[r][c].set_xticks([])
       axes[r][c].set_yticks([])
-      if c == 0 and r > 0:
-        axes[r][c].axis('off')
+      if (c == 0 and r > 0) or (c > 0 and r * (cols - 1) + c - 1 >= count):
+        axes[r][c].axis('off')  # The empty panels of a last, partial row.
   for k in range(count):
     ax = axes[k // (cols - 1)][1 + k % (cols - 1)]
     ax.imshow(overlays[k], interpolation='bilinear')
-    ax.set_title(f'{class_names[k]}\np={float(probabilities[k]):.3f}', fontsize=8)
+    ax.set_title(f'{class_names[k]}\np={probability_text(probabilities[k])}', fontsize=8)
+  fig.suptitle(title, fontsize=10)
+  return _save(fig, path)
+
+
+def channel_title(channel: int, weight: float, decimals: int = 4) -> str:
+  """A top-channel panel's title: the channel and its weight for the class."""
+  return f'channel {int(channel)}\nweight {float(weight):+.{decimals}f}'
+
+
+def weight_decimals(weights: Sequence[float], digits: int = 4) -> int:
+  """Decimals that give the largest weight `digits` significant digits, the same for every panel
+  (so that 0.02200 and 0.02205 line up, where '%.4g' would write 0.022 and 0.02205)."""
+  largest = float(np.max(np.abs(np.asarray(weights, np.float64))))
+  if largest == 0:
+    return digits
+  return max(0, digits - 1 - int(np.floor(np.log10(largest))))
+
+
+def plot_top_channels(image, maps, channels: Sequence[int], weights: Sequence[float],
+                      title: str, path: str, columns: int = 4) -> str:
+  """The image, then the activation map of each channel, titled with its weight for the class.
+
+  `maps` is (K, h, w) at the layer's resolution, drawn pixel for pixel on one shared colour scale
+  (one colour bar), so that the channels' strengths compare as the weights do.
+  """
+  maps = np.asarray(maps, np.float32)
+  count = maps.shape[0]
+  columns = min(columns, count)
+  rows = -(-count // columns)
+  fig, axes = plt.subplots(rows, columns + 1, figsize=(2.2 * (columns + 1), 2.4 * rows + 0.6),
+                           squeeze=False, layout='constrained')
+  image = np.asarray(image)
+  axes[0][0].imshow(_image(image), cmap='gray' if image.shape[-1] == 1 else None, vmin=0, vmax=1)
+  axes[0][0].set_title('image', fontsize=9)
+  for r in range(rows):
+    for c in range(columns + 1):
+      axes[r][c].set_xticks([])
+      axes[r][c].set_yticks([])
+      if (c == 0 and r > 0) or (c > 0 and r * columns + c - 1 >= count):
+        axes[r][c].axis('off')
+  low, high = float(min(maps.min(), 0.0)), float(max(maps.max(), 1e-12))
+  decimals = weight_decimals(weights)
+  shown = None
+  for k in range(count):
+    ax = axes[k // columns][1 + k % columns]
+    shown = ax.imshow(maps[k], cmap='viridis', vmin=low, vmax=high, interpolation='nearest')
+    ax.set_title(channel_title(channels[k], weights[k], decimals), fontsize=8)
+  fig.colorbar(shown, ax=[axes[r][c] for r in range(rows) for c in range(1, columns + 1)],
+               shrink=0.8, label='activation')
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)

@@ -9,9 +9,12 @@
 - filter_patterns/: the 8x8 grid of the first 64 filters of each layer of `visualize.filter_layers`
   by the reference recipe, and by the Lucid-style mode when `visualize.lucid` is set;
 - class_activation_maps/: every method of `visualize.cam_methods` on a few images (CAM only where
-  the model ends in global average pooling), the reference's heatmap-and-overlay pair, and one
-  image's maps for many classes at once;
-- figures.json: the list of files written, by section.
+  the model ends in global average pooling), the reference's heatmap-and-overlay pair, one
+  image's maps for many classes at once and, with `visualize.top_channels` set and a model ending
+  in global average pooling and a dense layer, the activation maps of the channels with the
+  highest weight for the predicted class (the PyTorch lecture's figure);
+- figures.json: the list of files written, by section;
+- predictions.json (ImageNet models): the photo's top-5 classes: index, name, probability, logit.
 
 The model comes from one of two places:
 
@@ -20,14 +23,21 @@ The model comes from one of two places:
   the images come from `config.data` (`visualize.split`);
 - a pretrained weight file (`visualize.weights`, e.g. Keras' VGG16 ImageNet weights): the model is
   `config.model`, the weights go through `cnnjax.weights`, the image is `visualize.image` (a photo)
-  prepared with `cnnjax.imagenet.preprocess_input` (`visualize.preprocess`).
+  prepared with `cnnjax.imagenet.preprocess_input` (`visualize.preprocess`; by default the mode
+  the file's source expects). With `visualize.model_from_weights` the file's own architecture
+  (`cnnjax.weights.identify_architecture`) is the model, so one config takes Keras' and
+  torchvision's ResNet50 files alike; `visualize.per_model` then gives each architecture its layer
+  names ({model name: {visualize field: value}}), used for the fields the config leaves empty.
+
+Every layer a field names is checked against the model before anything is drawn: a misspelt name
+is an error naming the field and listing the model's layers, not a failure minutes in.
 """
 
 import dataclasses
 import json
 import os
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -39,6 +49,7 @@ from cnnjax import data as data_lib
 from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models import create_model
+from cnnjax.models.layer_outputs import layer_types
 from cnnjax.training.optimizers import create_optimizer
 from cnnjax.training.train_state import create_train_state
 from cnnjax.visualize import activations
@@ -57,6 +68,11 @@ POOLING_EXAMPLE = ((2, 1, 7, 1, 2, 5), (5, 0, 3, 4, 1, 2), (1, 7, 8, 3, 3, 0),
 GRAY_WEIGHTS = (0.2990, 0.5870, 0.1140)
 # ImageNet models show the top classes, not all 1,000, in the many-classes figure.
 _MAX_CLASSES_SHOWN = 10
+# Fields of the visualize group that configs/visualize_fashion_mnist.py's group predates, and the
+# value a config without them gets.
+OPTIONAL_FIELDS = {'model_from_weights': False, 'per_model': None, 'top_channels': 0,
+                   'activation_channels': 0}
+PREDICTIONS_FILE = 'predictions.json'
 
 
 @dataclasses.dataclass
@@ -72,6 +88,7 @@ class Subject:
     labels: (N,) true classes, -1 where unknown.
     class_names: a name per class (may be empty).
     unit_preprocess: maps [0, 1] images to the model's input units (for the Lucid mode).
+    top_classes: ImageNet models: the first image's top-5 (class, name, probability, logit).
   """
 
   model: nn.Module
@@ -82,6 +99,7 @@ class Subject:
   labels: np.ndarray
   class_names: Sequence[str]
   unit_preprocess: Callable[[jax.Array], jax.Array]
+  top_classes: Sequence[tuple[int, str, float, float]] = ()
 
   def class_name(self, index: int) -> str:
     if 0 <= index < len(self.class_names):
@@ -213,6 +231,84 @@ def pretrained_variables(model, model_name: str, path: str, input_shape: Sequenc
   return merge_variables(variables, load_weights(path, model_name), source=path)
 
 
+def _option(v: ml_collections.ConfigDict, field: str):
+  return v.get(field, OPTIONAL_FIELDS[field])
+
+
+def _per_model(v: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`visualize.per_model` as {model name: {field: value}}, every field checked."""
+  per_model = _option(v, 'per_model')
+  if not per_model:
+    return {}
+  entries = {}
+  for name, entry in per_model.items():
+    entry = dict(entry)
+    # Only names and lists of names: an empty one ('' or ()) in the config is what it fills.
+    unknown = [f for f in entry if f not in v or not isinstance(v[f], (str, tuple))]
+    if unknown:
+      raise ConfigError(f'visualize.per_model.{name} sets {unknown}, which are not fields it can '
+                        f'set; it sets the visualize fields of layer names (activation_layers, '
+                        'filter_layers, cam_layer) and other names')
+    entries[name] = entry
+  return entries
+
+
+def pretrained_model_name(config: ml_collections.ConfigDict) -> str:
+  """The model a pretrained weight file goes into: `model.name`, or the file's architecture.
+
+  With `visualize.model_from_weights` the file decides (`cnnjax.weights.identify_architecture`),
+  and with `visualize.per_model` set it must be one of the architectures listed there.
+
+  Raises:
+    DataError: the file is missing or looks like no architecture cnnjax knows.
+    ConfigError: it holds an architecture this config has no layers for.
+  """
+  v = config.visualize
+  if not _option(v, 'model_from_weights'):
+    return config.model.name
+  # Imported here: only this path needs the weight readers (h5py and friends).
+  from cnnjax.weights import identify_architecture, read_weights  # pylint: disable=import-outside-toplevel
+  per_model = _per_model(v)
+  wanted = ' or '.join(sorted(per_model)) or 'a model cnnjax has'
+  if not os.path.isfile(v.weights):
+    raise DataError(f'visualize.weights={v.weights!r} is not a file; give the path of a '
+                    f'{wanted} weight file (cnnjax never downloads weights)')
+  found = identify_architecture(read_weights(v.weights))
+  if found is None:
+    raise DataError(f'visualize.weights={v.weights!r} does not look like the weights of any '
+                    f'architecture cnnjax knows; this config draws {wanted}: give such a file')
+  if per_model and found not in per_model:
+    raise ConfigError(f'visualize.weights={v.weights!r} holds {found} weights, but this config '
+                      f'draws {wanted} (the models of visualize.per_model); use the '
+                      f'configs/visualize_*.py for {found}, or add visualize.per_model.{found} '
+                      'with its layer names')
+  if found != config.model.name:
+    print(f'{v.weights} holds {found} weights: visualizing model.name={found!r}')
+  return found
+
+
+def _is_empty(value: Any) -> bool:
+  return isinstance(value, (str, tuple, list)) and not value
+
+
+def resolve_pretrained_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with the model the weight file goes into and that model's layer names.
+
+  `model.name` becomes `pretrained_model_name(config)`, and each visualize field left empty ('' or
+  ()) takes its value from `visualize.per_model[model.name]`, if that sets it; fields given a value
+  (in the config or on the command line) keep it.
+  """
+  name = pretrained_model_name(config)
+  per_model = _per_model(config.visualize)
+  config = config.copy_and_resolve_references()
+  config.model.name = name
+  v = config.visualize
+  for field, value in per_model.get(name, {}).items():
+    if _is_empty(v[field]):
+      v[field] = value
+  return config
+
+
 def _pretrained_subject(config: ml_collections.ConfigDict) -> Subject:
   from cnnjax import imagenet  # pylint: disable=import-outside-toplevel
   from cnnjax.weights.registry import preprocess_mode  # pylint: disable=import-outside-toplevel
@@ -232,14 +328,63 @@ def _pretrained_subject(config: ml_collections.ConfigDict) -> Subject:
   images = UNIT_PREPROCESS[mode](display)
   num_outputs = jax.eval_shape(lambda x: model.apply(variables, x), images).shape[-1]
   class_names = list(v.class_names)
-  if not class_names and num_outputs == imagenet.NUM_CLASSES:
-    class_names = [name for _, name, _ in imagenet.imagenet_classes()]
-    top = imagenet.decode_predictions(model.apply(variables, images), top=3, from_logits=True)[0]
-    print('predicted: ' + ', '.join(f'{name} {p:.3f}' for _, name, p in top))
+  top_classes = []
+  if num_outputs == imagenet.NUM_CLASSES:
+    class_names = class_names or [name for _, name, _ in imagenet.imagenet_classes()]
+    logits = np.asarray(model.apply(variables, images)[0], np.float32)
+    probabilities = np.asarray(jax.nn.softmax(logits))
+    # Ranked by the logits: far apart, the probabilities of all but the first round to 0.
+    best = np.argsort(-logits, kind='stable')[:5]
+    top_classes = [(int(i), class_names[i], float(probabilities[i]), float(logits[i]))
+                   for i in best]
+    print('predicted: ' + ', '.join(f'{name} {p:.3f}' for _, name, p, _ in top_classes[:3]))
   print(f'visualizing {config.model.name} with the weights of {v.weights} on {v.image} '
         f"('{mode}' preprocessing)")
   return Subject(model, variables, config.model.name, images, display, np.full(1, -1),
-                 class_names, UNIT_PREPROCESS[mode])
+                 class_names, UNIT_PREPROCESS[mode], top_classes)
+
+
+def _module_exists(variables: dict, path: str) -> bool:
+  """Whether a '/'-joined module path holds variables (a layer inside a block: 'layer4/2/conv3')."""
+  for tree in variables.values():
+    node = tree
+    for part in path.split('/'):
+      if not hasattr(node, 'get') or part not in node:
+        break
+      node = node[part]
+    else:
+      return True
+  return False
+
+
+def check_layer_names(subject: Subject, config: ml_collections.ConfigDict) -> None:
+  """Every layer the config names for a section it draws is a layer of the model.
+
+  Activations may name layers inside blocks by path ('layer4/2/conv3'); filter patterns and class
+  activation maps reach the model's direct layers (`layer_probe`).
+
+  Raises:
+    ConfigError: naming each field and layer that does not fit, and listing the model's layers.
+  """
+  v = config.visualize
+  wanted = []
+  if 'activations' in v.sections:
+    wanted += [('activation_layers', name, True) for name in v.activation_layers]
+  if 'filter_patterns' in v.sections:
+    wanted += [('filter_layers', name, False) for name in v.filter_layers]
+  if 'class_activation_maps' in v.sections and v.cam_layer:
+    wanted.append(('cam_layer', v.cam_layer, False))
+  if not wanted:
+    return
+  layers = list(layer_types(subject.model, subject.variables, subject.images[:1]))
+  bad = [f'visualize.{field} has {name!r}' for field, name, nested in wanted
+         if name not in layers and not (nested and '/' in name and
+                                        _module_exists(subject.variables, name))]
+  if bad:
+    raise ConfigError(f'{"; ".join(bad)}: no such layer in {subject.name}, whose layers are '
+                      f'{layers} (activation_layers may also name layers inside them by path, as '
+                      "their variables are named: 'layer4/2/conv3'); set those fields to some of "
+                      'them')
 
 
 def _gray(images: jax.Array) -> jax.Array:
@@ -302,15 +447,22 @@ def activation_figures(subject: Subject, config, out_dir: str) -> list[str]:
   title = subject.class_name(label) if label >= 0 else 'input'
   written = [figures.plot_image(subject.display[index], title,
                                 os.path.join(out_dir, '00_input.png'))]
+  limit = int(_option(v, 'activation_channels'))
   for i, (layer, feature_map) in enumerate(maps.items(), start=1):
+    title = f'{layer} {tuple(feature_map.shape)}'
+    if 0 < limit < feature_map.shape[-1]:
+      # ResNet50's last stage has 2,048 channels: 128 rows of 16 would be a poster, not a figure.
+      title += f': channels 0-{limit - 1} of {feature_map.shape[-1]}'
+      feature_map = feature_map[..., :limit]
     grid = activations.activation_grid(feature_map, v.images_per_row)
     written.append(figures.plot_activation_grid(
-        grid, f'{layer} {tuple(feature_map.shape)}', os.path.join(out_dir, f'{i:02d}_{layer}.png'),
+        grid, title, os.path.join(out_dir, f'{i:02d}_{layer.replace("/", "_")}.png'),
         tile=tuple(feature_map.shape[:2])))
   first = next(iter(maps))
   channel = min(v.activation_channel, maps[first].shape[-1] - 1)
-  written.append(figures.plot_channel(maps[first], channel, first,
-                                      os.path.join(out_dir, f'{first}_channel_{channel}.png')))
+  written.append(figures.plot_channel(
+      maps[first], channel, first,
+      os.path.join(out_dir, f'{first.replace("/", "_")}_channel_{channel}.png')))
   return written
 
 
@@ -339,7 +491,10 @@ def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
     grid = filter_patterns.pattern_grid(patterns, v.filter_columns, v.filter_margin)
     # A filter that never fires on the noise start has a zero gradient (ReLU) all the way: the
     # recipe leaves its tile as the starting noise. Say so rather than let it pass as a pattern.
-    silent = int(np.sum(np.max(np.asarray(losses), axis=1) <= 0))
+    # Its mean activation stays at 0 or below and never moves; a layer without a ReLU (Keras'
+    # ResNet50 convolutions) can have a negative one that climbs, and is not silent.
+    losses_seen = np.asarray(losses)
+    silent = int(np.sum((np.max(losses_seen, axis=1) <= 0) & (np.ptp(losses_seen, axis=1) == 0)))
     note = f'\n{silent} of {count} silent on the noise start (left as noise)' if silent else ''
     written.append(figures.plot_filter_patterns(
         grid, f'{subject.name} {layer}: filters 0-{count - 1}, gradient ascent{note}',
@@ -373,6 +528,41 @@ def _image_title(subject: Subject, n: int, result: cam.ClassActivationMaps) -> s
   return f'{truth}pred: {subject.class_name(predicted)} ({probability:.2f})'
 
 
+def top_channel_figures(subject: Subject, config, out_dir: str) -> list[str]:
+  """The first image's `visualize.top_channels` channels with the highest weight for its class.
+
+  Only for a model ending in global average pooling and a dense layer (else it says so and draws
+  nothing): the channels of the layer before the pooling, ranked by their weight in the dense
+  layer's kernel for the predicted class.
+  """
+  count = int(_option(config.visualize, 'top_channels'))
+  if count <= 0:
+    return []
+  start = time.perf_counter()
+  images = subject.images[:1]
+  try:
+    layer, dense_layer = cam.cam_layers(subject.model, subject.variables, images)
+  except ConfigError as e:
+    print(f'skipping the top channels: {e}')
+    return []
+  channels = int(subject.variables['params'][dense_layer]['kernel'].shape[0])
+  result = cam.top_channels(subject.model, subject.variables, images, count=min(count, channels),
+                            layer=layer, dense_layer=dense_layer)
+  target = int(result.targets[0])
+  shown = result.channels.shape[1]
+  shape = 'x'.join(str(d) for d in result.maps.shape[2:])
+  probability = figures.probability_text(result.probabilities[0, target])
+  title = (f'{subject.name}: the {shown} channels of {layer} ({shape}, {channels} channels) with '
+           f'the highest weight\nin {dense_layer} for {subject.class_name(target)} '
+           f'(p={probability})')
+  path = figures.plot_top_channels(subject.display[0], result.maps[0], result.channels[0],
+                                   result.weights[0], title,
+                                   os.path.join(out_dir, f'top_{shown}_channels.png'))
+  print(f'top channels of {layer} for {subject.class_name(target)}: '
+        f'{np.asarray(result.channels[0]).tolist()} ({time.perf_counter() - start:.1f}s)')
+  return [path]
+
+
 def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
   """Each method on the example images, the reference's Grad-CAM pair, and many classes at once."""
   v = config.visualize
@@ -391,6 +581,8 @@ def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
         raise
       print(f'skipping CAM: {e}')
       continue
+    # Computed before the time is read: JAX returns before its work is done.
+    jax.block_until_ready(result.maps)
     maps = cam.heatmaps(result, size)
     overlays[cam.METHOD_NAMES[method]] = overlay.superimpose(subject.display, maps,
                                                              v.cam_intensity, v.cam_overlay)
@@ -419,7 +611,9 @@ def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
   if num_classes <= _MAX_CLASSES_SHOWN:
     classes = np.arange(num_classes)
   else:
-    classes = np.argsort(-probabilities)[:min(v.cam_top_classes, num_classes)]
+    # Ranked by the scores: far below the top class the probabilities all round to 0.
+    scores = cam.class_scores(subject.model.apply(subject.variables, subject.images[:1]))[0]
+    classes = np.argsort(-np.asarray(scores), kind='stable')[:min(v.cam_top_classes, num_classes)]
   per_class = cam.class_activation_maps(subject.model, subject.variables, subject.images[:1],
                                         classes[None], method=method, layer=reference.layer,
                                         batch_size=v.score_cam_batch_size)
@@ -429,6 +623,7 @@ def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
       subject.display[0], class_overlays, [subject.class_name(int(c)) for c in classes],
       probabilities[classes], f'{name} of {reference.layer}, one map per class',
       os.path.join(out_dir, f'{method}_per_class.png')))
+  written += top_channel_figures(subject, config, out_dir)
   return written
 
 
@@ -452,9 +647,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[str]]
   os.makedirs(workdir, exist_ok=True)
   split = None
   if v.weights:
+    config = resolve_pretrained_config(config)
+    v = config.visualize
     subject = _pretrained_subject(config)
   else:
     subject, split = _trained_subject(config)
+  check_layer_names(subject, config)
   written: dict[str, list[str]] = {}
   sections: list[tuple[str, Callable[[str], list[str]]]] = []
   if v.convolution_demos:
@@ -479,4 +677,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[str]]
               for section, paths in written.items()}
   with open(os.path.join(workdir, 'figures.json'), 'w') as f:
     json.dump(relative, f, indent=2)
+  if subject.top_classes:
+    with open(os.path.join(workdir, PREDICTIONS_FILE), 'w') as f:
+      json.dump([{'class': c, 'name': name, 'probability': p, 'logit': logit}
+                 for c, name, p, logit in subject.top_classes], f, indent=2)
   return written
