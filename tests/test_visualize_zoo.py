@@ -347,6 +347,17 @@ def test_the_job_on_a_tiny_torchvision_resnet(tiny_resnet_file, tmp_path, monkey
   assert [os.path.basename(p) for p in written['class_activation_maps']] == [
       'methods.png', 'cam_reference.png', 'cam_per_class.png', 'top_8_channels.png']
   assert_pngs(workdir, written)
+  # Every figure is in TensorBoard too, tagged by its path.
+  from tensorboard.backend.event_processing.event_accumulator import (  # pylint: disable=import-outside-toplevel
+      EventAccumulator)
+  events = EventAccumulator(os.path.join(workdir, 'tensorboard'), size_guidance={'images': 0})
+  events.Reload()
+  assert sorted(events.Tags()['images']) == sorted(
+      os.path.splitext(os.path.relpath(p, workdir))[0] for paths in written.values()
+      for p in paths if p.endswith('.png'))
+  top = events.Images('class_activation_maps/top_8_channels')[0]
+  with open(os.path.join(workdir, 'class_activation_maps', 'top_8_channels.png'), 'rb') as f:
+    assert (top.width, top.height) == Image.open(f).size
 
 
 # ---------------------------------------------------------------------------------------------

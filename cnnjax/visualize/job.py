@@ -60,6 +60,7 @@ from cnnjax.visualize import filter_patterns
 from cnnjax.visualize import kernels
 from cnnjax.visualize import overlay
 from cnnjax.visualize.layer_probe import apply_until
+from cnnjax.training.event_log import EventLog
 
 # The 6x6 example of SPEC.md section 1 (3x3 windows, stride 3).
 POOLING_EXAMPLE = ((2, 1, 7, 1, 2, 5), (5, 0, 3, 4, 1, 2), (1, 7, 8, 3, 3, 0),
@@ -677,6 +678,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, list[str]]
               for section, paths in written.items()}
   with open(os.path.join(workdir, 'figures.json'), 'w') as f:
     json.dump(relative, f, indent=2)
+  # The same figures in TensorBoard (`tensorboard --logdir` on the workdir's parent: Images tab),
+  # each under its path without the extension, e.g. 'class_activation_maps/methods'.
+  events = EventLog(workdir, enabled=jax.process_index() == 0)
+  try:
+    for path in (p for paths in relative.values() for p in paths if p.endswith('.png')):
+      events.image(0, os.path.splitext(path)[0], os.path.join(workdir, path))
+  finally:
+    events.close()
   if subject.top_classes:
     with open(os.path.join(workdir, PREDICTIONS_FILE), 'w') as f:
       json.dump([{'class': c, 'name': name, 'probability': p, 'logit': logit}
