@@ -1,10 +1,9 @@
 """torch.nn models of `speed_workers.py`'s PyTorch rows: the architectures cnnjax runs.
 
-- `resnet18`, `resnet50`: ResNet in torchvision's module layout (torchvision/models/resnet.py:
+- `resnet18`, `resnet34`, `resnet50`: ResNet in torchvision's module layout (torchvision/models/resnet.py:
   v1.5, the Bottleneck's stride on its 3x3 conv2; bias-free convolutions; BatchNorm2d eps 1e-5),
-  the architecture of cnnjax's 'resnet18' / 'resnet50' (`cnnjax/models/resnet.py`). Written from
-  the architecture, as tests/torch_resnet.py (which the tests import for golden outputs; this one
-  imports no pytest).
+  the architecture of cnnjax's 'resnet18' / 'resnet34' / 'resnet50' (`cnnjax/models/resnet.py`),
+  written from the architecture; the tests' reference ResNets too (tests/torch_resnet.py).
 - `inception_v3`: InceptionV3 as Keras builds it (`keras.applications.InceptionV3`,
   keras/src/applications/inception_v3.py), the architecture of cnnjax's 'inception_v3': every
   `conv2d_bn` a bias-free convolution and a BatchNorm with Keras' epsilon 1e-3 and no learned
@@ -106,14 +105,22 @@ class ResNet(nn.Module):
     stage += [block(self.inputs, planes) for _ in range(1, blocks)]
     return nn.Sequential(*stage)
 
-  def forward(self, x: torch.Tensor) -> torch.Tensor:
+  def features(self, x: torch.Tensor) -> torch.Tensor:
+    """The globally averaged (N, 512 * expansion) features that `fc` classifies."""
     x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    return self.fc(torch.flatten(self.avgpool(x), 1))
+    return torch.flatten(self.avgpool(x), 1)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    return self.fc(self.features(x))
 
 
 def resnet18(num_classes: int = 1000) -> ResNet:
   return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
+
+
+def resnet34(num_classes: int = 1000) -> ResNet:
+  return ResNet(BasicBlock, (3, 4, 6, 3), num_classes)
 
 
 def resnet50(num_classes: int = 1000) -> ResNet:
