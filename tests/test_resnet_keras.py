@@ -346,7 +346,7 @@ def test_other_architectures_files_name_what_they_look_like(tmp_path):
       f[name].attrs['weight_names'] = np.array([f'{name}_W_1:0'], dtype='S')
   with pytest.raises(DataError, match='it looks like vgg16 weights') as error:
     load_weights(vgg_path, MODEL)
-  assert 'is not a ResNet50 (Keras) weight file' in str(error.value)
+  assert 'does not hold ResNet50 (Keras) weights' in str(error.value)
   assert KERAS_URL in str(error.value) and KERAS_NO_TOP_URL in str(error.value)
   other = identify_architecture(read_weights(torch_path))
   if importlib.util.find_spec('cnnjax.weights.resnet') is not None:
