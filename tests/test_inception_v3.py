@@ -24,9 +24,11 @@ from cnnjax.models import create_model, layer_outputs
 from cnnjax.models.inception_v3 import InceptionV3, keras_layer_order
 from cnnjax.models.keras_order import LayerGraph, keras_order
 from cnnjax.summary import summary
-from cnnjax.weights import identify_architecture, load_weights, merge_variables, read_weights
+from cnnjax.weights import identify_architecture, load_weights, read_weights
 from cnnjax.weights.inception_v3 import KERAS_NO_TOP_URL
 
+import ports
+from ports import relative_difference
 from keras_files import import_keras, tf_keras_names, write_keras_file
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning:keras.*')
@@ -35,12 +37,6 @@ MODEL = 'inception_v3'
 SIZE = 107
 TOLERANCE = 1e-4  # Largest difference relative to the largest reference output.
 LAYOUTS = ('keras3.weights.h5', 'keras3_unnamed.weights.h5', 'legacy.h5', 'imagenet.h5')
-
-
-def relative_difference(output, reference):
-  output, reference = np.asarray(output), np.asarray(reference)
-  assert output.shape == reference.shape
-  return float(np.max(np.abs(output - reference)) / np.max(np.abs(reference)))
 
 
 def images(size, seed=0):
@@ -87,21 +83,9 @@ def keras_base(tmp_path_factory):
   return model, paths
 
 
-_SHAPES = {}
-
-
-def abstract_variables(model, size=SIZE):
-  key = (model, size)
-  if key not in _SHAPES:
-    _SHAPES[key] = jax.eval_shape(model.init, jax.random.key(0),
-                                  jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  return _SHAPES[key]
-
-
 def port(model, path, size=SIZE):
   """`model`'s variables with the weights of `path` (every variable must come from the file)."""
-  return merge_variables(abstract_variables(model, size), load_weights(path, MODEL),
-                         source=str(path))
+  return ports.port(model, path, MODEL, size)
 
 
 # ---------------------------------------------------------------------------------------------

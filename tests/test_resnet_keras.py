@@ -31,6 +31,8 @@ from cnnjax.weights import (identify_architecture, load_weights, merge_variables
 from cnnjax.weights import files
 from cnnjax.weights.resnet_keras import KERAS_NO_TOP_URL, KERAS_URL, identify
 
+import ports
+from ports import abstract_variables, relative_difference
 from keras_files import import_keras, tf_keras_names, write_keras_file
 
 # Keras' JAX backend converts arrays in a way NumPy 2 deprecates; not ours to fix.
@@ -39,12 +41,6 @@ pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning:keras.*')
 MODEL = 'resnet50_keras'
 SIZE = 64
 TOLERANCE = 1e-4  # Largest difference relative to the largest reference output.
-
-
-def relative_difference(output, reference):
-  output, reference = np.asarray(output), np.asarray(reference)
-  assert output.shape == reference.shape
-  return float(np.max(np.abs(output - reference)) / np.max(np.abs(reference)))
 
 
 def images(size, seed=0):
@@ -97,21 +93,9 @@ def keras_base(tmp_path_factory):
   return model, paths
 
 
-_SHAPES = {}
-
-
-def abstract_variables(model, size=SIZE):
-  key = (model, size)
-  if key not in _SHAPES:
-    _SHAPES[key] = jax.eval_shape(model.init, jax.random.key(0),
-                                  jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  return _SHAPES[key]
-
-
 def port(model, path, size=SIZE):
   """`model`'s variables with the weights of `path` (every variable must come from the file)."""
-  return merge_variables(abstract_variables(model, size), load_weights(path, MODEL),
-                         source=str(path))
+  return ports.port(model, path, MODEL, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +192,7 @@ def test_layer_outputs_match_keras_layers(keras_top):
 def test_layers_are_keras_layers_in_keras_order(keras_top):
   keras_model, _ = keras_top
   model = ResNet50Keras()
-  types = layer_types(model, abstract_variables(model),
+  types = layer_types(model, abstract_variables(model, SIZE),
                       jax.ShapeDtypeStruct((1, SIZE, SIZE, 3), jnp.float32))
   assert list(types) == [layer.name for layer in keras_model.layers[1:]]
   # The Keras 3 class-key table (for files without names) is Keras' order of the layers.
@@ -273,7 +257,8 @@ def test_no_top_file_under_a_new_head(keras_base):
   _, paths = keras_base
   model = ResNet50Keras(num_outputs=2)
   # Stand-in initial values: initializing 23M parameters at random would only cost time.
-  initial = jax.tree.map(lambda s: jnp.full(s.shape, 0.5, s.dtype), abstract_variables(model))
+  initial = jax.tree.map(lambda s: jnp.full(s.shape, 0.5, s.dtype),
+                         abstract_variables(model, SIZE))
   loaded = load_weights(paths['imagenet.h5'], MODEL)
   with pytest.raises(DataError, match=r'missing from the weights \(2\): '
                                       r'params/predictions/(kernel|bias), '
@@ -306,9 +291,9 @@ def test_with_top_file_into_a_model_without_the_top(keras_top):
   loaded = load_weights(paths['keras3.weights.h5'], MODEL)
   with pytest.raises(DataError, match=r'not in the model \(2\): params/predictions/(kernel|bias), '
                                       r'params/predictions/(kernel|bias)\n'):
-    merge_variables(abstract_variables(model), loaded)
+    merge_variables(abstract_variables(model, SIZE), loaded)
   del loaded['params']['predictions']
-  merge_variables(abstract_variables(model), loaded)
+  merge_variables(abstract_variables(model, SIZE), loaded)
 
 
 def _torchvision_resnet50_state_dict():

@@ -24,6 +24,7 @@ from cnnjax.weights.vgg16 import (KERAS_NO_TOP_URL, KERAS_URL, TORCHVISION_URL,
                                   nchw_to_nhwc_rows, params_from_torchvision)
 
 from keras_files import LAYOUTS, import_keras, write_keras_file
+from ports import relative_difference
 
 torch = pytest.importorskip('torch')
 
@@ -32,12 +33,6 @@ pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning:keras.*')
 
 SIZE = 64
 TOLERANCE = 1e-4  # Largest difference relative to the largest reference output.
-
-
-def relative_difference(output, reference):
-  output, reference = np.asarray(output), np.asarray(reference)
-  assert output.shape == reference.shape
-  return float(np.max(np.abs(output - reference)) / np.max(np.abs(reference)))
 
 
 def images(size, seed=0):
