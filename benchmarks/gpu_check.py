@@ -115,17 +115,23 @@ def run_command(command: list[str], env: dict, timeout: float, log) -> tuple[int
   with tempfile.TemporaryFile('w+') as out:
     process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
                                start_new_session=True, text=True)
-    try:
-      code = process.wait(timeout=max(timeout, 1))
-    except subprocess.TimeoutExpired:
-      os.killpg(process.pid, signal.SIGKILL)
-      process.wait()
-      code = None
-    out.seek(0)
-    output = out.read()
+    code, output = finish(process, out, max(timeout, 1))
   log.write(f'$ {" ".join(command)}\n{output}\n')
   log.flush()
   return code, output
+
+
+def finish(process: subprocess.Popen, out, timeout: float) -> tuple[int | None, str]:
+  """Waits up to `timeout` s for `process` (killing its whole group past it); (exit code or None
+  on timeout, what it wrote to the file `out`)."""
+  try:
+    code = process.wait(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    code = None
+  out.seek(0)
+  return code, out.read()
 
 
 class Context:
@@ -259,14 +265,7 @@ def phase_pytest(ctx: Context, timeout: float) -> dict:
   totals = dict.fromkeys(('tests', 'passed', 'failures', 'errors', 'skipped'), 0)
   not_passed, unfinished, outputs = [], [], []
   for test_file, junit, out, process, command in running:
-    try:
-      code = process.wait(timeout=max(start + timeout - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-      os.killpg(process.pid, signal.SIGKILL)
-      process.wait()
-      code = None
-    out.seek(0)
-    output = out.read()
+    code, output = finish(process, out, max(start + timeout - time.monotonic(), 0.1))
     out.close()
     ctx.log.write(f'$ {" ".join(command)}\n{output}\n')
     entry = {'seconds': round(time.monotonic() - start, 1), 'exit_status': code}
