@@ -347,9 +347,9 @@ def main() -> None:
   torch_device = 'cuda' if any('device=cuda' in f for f in chosen) else 'cpu'
   results = {'machine': {**machine_description(), 'load_average_start': load_average()},
              'versions': versions(), 'quick': args.quick, 'rounds': rounds,
-             'note': ('2 shared cores: other jobs ran on this machine at the same time, so '
-                      'absolute figures are noisy; rows of one workload are interleaved '
-                      'round by round, and the best epoch of each row is reported.')}
+             'note': ('rows of one workload are interleaved round by round and the best epoch '
+                      'of each row is reported; the load averages (machine, and each '
+                      "workload's load_before) say what else ran.")}
   print('measuring the matmul peak', file=sys.stderr, flush=True)
   results['matmul_peak_gflops'] = measure_peak(torch_device, args.peak_size)
   results['workloads'] = {}
