@@ -84,6 +84,11 @@ def base_config() -> ml_collections.ConfigDict:
   train.nesterov = False
   train.grad_clip_norm = 0.0   # 0: no clipping.
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
+  # Checkpoints within epochs (cnnjax/training/checkpointing.py), besides the one at each epoch's
+  # end: every N global steps and every N minutes since the last checkpoint; 0 turns either
+  # off. A run resumed from one continues exactly where it was. SIGTERM / SIGINT always write one.
+  train.checkpoint_every_steps = 0
+  train.checkpoint_every_minutes = 5.0
   # TensorBoard events in WORKDIR/tensorboard (cnnjax/training/event_log.py): training loss,
   # accuracy, learning rate and images/s every log_every_steps steps (0: per epoch only).
   train.log_every_steps = 50

@@ -50,3 +50,32 @@ def launch_environment():
     return subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                           env={**env, **extra}, check=True, cwd=REPO).stdout
   return run
+
+
+@pytest.fixture(scope='session')
+def compilation_cache_dir(tmp_path_factory):
+  """A directory for JAX's persistent compilation cache, new each session (see
+  `persistent_compilation_cache`); launch.py processes get it as JAX_COMPILATION_CACHE_DIR."""
+  return str(tmp_path_factory.mktemp('jax_compilation_cache'))
+
+
+@pytest.fixture(scope='module')
+def persistent_compilation_cache(compilation_cache_dir):
+  """JAX's persistent compilation cache, on in this process for one module's tests (opt in with
+  `pytestmark = pytest.mark.usefixtures('persistent_compilation_cache')`).
+
+  Every `train_and_evaluate` jits its steps anew, so a run that compiles what an earlier one did
+  (a resumed run, a run of the same model) compiles it all again: seconds a run. With the cache it
+  loads the executables instead. What runs is the same; only XLA's compilation is skipped.
+  """
+  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  previous = (jax.config.jax_compilation_cache_dir,
+              jax.config.jax_persistent_cache_min_compile_time_secs)
+  compilation_cache.set_cache_dir(compilation_cache_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  compilation_cache.reset_cache()  # JAX reads the settings at its next compilation.
+  yield compilation_cache_dir
+  compilation_cache.set_cache_dir(previous[0])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', previous[1])
+  compilation_cache.reset_cache()

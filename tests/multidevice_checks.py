@@ -1,12 +1,15 @@
 """Checks that need several devices, run by tests/test_parallel.py in a fresh process.
 
-JAX fixes its device count when it starts, so each check runs as
-`XLA_FLAGS=--xla_force_host_platform_device_count=N python tests/multidevice_checks.py CHECK ARGS`
-and prints one JSON line with what the test asserts on.
+JAX fixes its device count when it starts, so the checks run as
+`XLA_FLAGS=--xla_force_host_platform_device_count=N python tests/multidevice_checks.py CHECK ARGS
+[+ CHECK ARGS ...]`: the checks separated by '+' run one after the other in the same process (one
+JAX start-up for all), which prints one JSON line, the list of their results (what the tests
+assert on).
 """
 
 import json
 import sys
+import traceback
 
 import jax
 import numpy as np
@@ -91,7 +94,7 @@ def check_restore(mode, directory, model='convnet'):
   parallel = create_parallel(mode, OBJECTIVE)
   like = parallel.to_checkpoint(parallel.place_state(tiny_state(parallel, model)))
   checkpoints = Checkpoints(directory)
-  restored, history = checkpoints.restore(checkpoints.latest_epoch(), like)
+  restored, history = checkpoints.restore(checkpoints.latest_step(), like)
   checkpoints.close()
   state = parallel.place_state(restored)
   params = flat_params(parallel, state)
@@ -110,6 +113,26 @@ def check_bad_batch(mode):
   return {'error': None}
 
 
+def run_checks(argv):
+  """The checks of `argv`, separated by '+': one result each, or the traceback of its failure.
+
+  Several checks share one process, and so one JAX start-up (seconds each); a failing check
+  fails only the tests that read its result.
+  """
+  results = []
+  commands = [[]]
+  for arg in argv:
+    if arg == '+':
+      commands.append([])
+    else:
+      commands[-1].append(arg)
+  for check, *args in commands:
+    try:
+      results.append(globals()[f'check_{check}'](*args))
+    except Exception:  # pylint: disable=broad-except
+      results.append({'failed': traceback.format_exc()})
+  return results
+
+
 if __name__ == '__main__':
-  check, *args = sys.argv[1:]
-  print(json.dumps(globals()[f'check_{check}'](*args)))
+  print(json.dumps(run_checks(sys.argv[1:])))

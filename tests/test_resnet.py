@@ -368,7 +368,9 @@ def test_init_from_a_torchvision_file_under_a_new_binary_head(torch_files):
   from cnnjax.transfer.pretrained import init_from_pretrained  # pylint: disable=import-outside-toplevel
   path = str(torch_files['resnet18']['paths']['zip'])
   model = resnet.resnet18(num_outputs=1)
-  fresh = model.init(jax.random.key(0), images())
+  # Stand-in fresh variables of the model's shapes (model.init compiles its initializers one by
+  # one: seconds); init_from must keep the fc's and replace all the others, whatever they are.
+  fresh = random_variables(model, images().shape)
   messages = []
   merged = init_from_pretrained(fresh, path, resnet18_transfer.BACKBONE, 'resnet18',
                                 log=messages.append)

@@ -12,6 +12,10 @@ from cnnjax.training.train import train_and_evaluate
 
 TIMING = ('epoch_seconds', 'images_per_second')
 
+# Runs that compile what an earlier one did (resumed runs, runs of the same model) load it from
+# JAX's persistent compilation cache instead (conftest.py): seconds a run.
+pytestmark = pytest.mark.usefixtures('persistent_compilation_cache')
+
 
 def without_timing(history):
   return [{k: v for k, v in epoch.items() if k not in TIMING} for epoch in history]
@@ -81,7 +85,7 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_what_was_written(tiny_
     train_and_evaluate(tiny_config, workdir)
   history = read_history(workdir)
   assert len(history) == 1 and math.isfinite(history[0]['loss'])
-  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '32'))  # Epoch 1's end: 32 steps.
 
 
 def test_end_to_end_on_tfds_mock_data(tiny_config, tmp_path):
@@ -102,7 +106,7 @@ def test_augmentation_that_changes_the_image_shape_is_a_config_error_before_trai
   tiny_config.augment.torchvision.crop_size = (20, 20)  # The data are 28x28.
   with pytest.raises(ConfigError, match=r"augment.kind='torchvision'.*data.image_size"):
     train_and_evaluate(tiny_config, str(tmp_path / 'run'))
-  assert not os.path.exists(os.path.join(tmp_path, 'run', 'checkpoints', '1'))
+  assert not os.path.exists(os.path.join(tmp_path, 'run', 'checkpoints'))
 
 
 def test_a_run_with_frozen_layers_resumes_from_its_partitioned_checkpoint(tiny_config, tmp_path,
@@ -120,7 +124,8 @@ def test_a_run_with_frozen_layers_resumes_from_its_partitioned_checkpoint(tiny_c
   first = load_run_variables(workdir)[0]['params']
   tiny_config.train.epochs = 2
   train_and_evaluate(tiny_config, workdir)
-  assert 'resuming from the checkpoint of epoch 1' in capsys.readouterr().out
+  assert ('resuming from the checkpoint of step 32 (the end of epoch 1/2)'
+          in capsys.readouterr().out)
   assert [epoch['epoch'] for epoch in read_history(workdir)] == [1, 2]
   final, best_epoch = load_run_variables(workdir)
   final = final['params']

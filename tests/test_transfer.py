@@ -25,6 +25,10 @@ from keras_files import write_weights_h5
 
 TINY_BLOCKS = ((1, 4), (1, 8))
 
+# Runs that compile what an earlier one did (resumed runs, runs of the same model) load it from
+# JAX's persistent compilation cache instead (conftest.py): seconds a run.
+pytestmark = pytest.mark.usefixtures('persistent_compilation_cache')
+
 
 # -- class subsets ----------------------------------------------------------------------------
 

@@ -218,7 +218,8 @@ def num_batches(n, batch_size, drop_remainder):
   return -(-n // batch_size)
 
 
-def batches(dataset, batch_size, *, shuffle=False, seed=0, epoch=0, drop_remainder=False):
+def batches(dataset, batch_size, *, shuffle=False, seed=0, epoch=0, drop_remainder=False,
+            first_batch=0):
   """Iterates over one epoch of a data set in batches.
 
   Every batch has exactly `batch_size` rows, so a jitted step compiles once: without
@@ -232,6 +233,8 @@ def batches(dataset, batch_size, *, shuffle=False, seed=0, epoch=0, drop_remaind
     seed: Seed of the shuffle; with `epoch` it fully determines the order.
     epoch: Epoch number; each epoch gets its own order.
     drop_remainder: Whether to skip the last partial batch instead of padding it.
+    first_batch: Start at this batch of the epoch's order (a run resumed within an epoch):
+      the batches after it are the ones an iteration from the start would give.
 
   Returns:
     An iterator of dicts with 'image' (float32, (B, H, W, C)), 'label' (int32, (B,)) and 'mask'
@@ -249,11 +252,13 @@ def batches(dataset, batch_size, *, shuffle=False, seed=0, epoch=0, drop_remaind
     order = np.random.default_rng([seed, epoch]).permutation(n)
   else:
     order = np.arange(n)
-  return _batch_iterator(dataset, batch_size, order, count)
+  if not 0 <= first_batch <= count:
+    raise ConfigError(f'first_batch={first_batch} is outside the epoch\'s {count} batches')
+  return _batch_iterator(dataset, batch_size, order, count, first_batch)
 
 
-def _batch_iterator(dataset, batch_size, order, count):
-  for start in range(0, count * batch_size, batch_size):
+def _batch_iterator(dataset, batch_size, order, count, first_batch=0):
+  for start in range(first_batch * batch_size, count * batch_size, batch_size):
     idx = order[start:start + batch_size]
     real = len(idx)
     image = np.zeros((batch_size,) + dataset.image_shape, np.float32)

@@ -1,10 +1,15 @@
-"""Orbax checkpoints of a run: the latest epochs (to resume) and the best one by val_loss (to test).
+"""Orbax checkpoints of a run: at the end of every epoch and within epochs, to resume exactly.
 
-One `CheckpointManager` under `workdir/checkpoints`, one checkpoint per epoch, each holding the
-train state (parameters, optimizer state, step, random key) and the history up to that epoch. A
-preservation policy keeps the two latest checkpoints and the one with the lowest val_loss and
-deletes the rest. Orbax writes a checkpoint to a temporary directory and renames it when complete,
-so an interrupted save never replaces a good checkpoint with a broken one.
+One `CheckpointManager` under `workdir/checkpoints`. A checkpoint is numbered by the training steps
+the run has done (its global step) and holds three items: the train state (parameters, optimizer
+state, BatchNorm statistics, step, random key), the history of the finished epochs, and its
+`Position` in the run (JSON: the epoch, the steps done of it, and within an epoch the metric sums
+so far), from which a resumed run continues exactly where this one was. End-of-epoch checkpoints
+carry the epoch's val_loss as orbax's metric; checkpoints within an epoch (`train.checkpoint_every_steps`
+/ `_minutes`, and the one written on SIGTERM / SIGINT) carry none. A preservation policy keeps
+the two latest checkpoints and the end-of-epoch one with the lowest val_loss, and deletes the
+rest. Orbax writes a checkpoint to a temporary directory and renames it when complete, so an
+interrupted save (`kill -9` while it writes) never replaces a good checkpoint with a broken one.
 
 A full disk or a read-only one: before each save, the directory's file system is checked for a
 read-only mount and its free space against the state's size, so such a disk is an `OSError`
@@ -18,13 +23,15 @@ unfinished one is a temporary directory that the next run removes.
 
 Damaged checkpoints (a file truncated or deleted afterwards, by a disk fault or a hand):
 `restore_latest` checks the checkpoints newest first by reading every file of each (`damage`:
-the history's JSON, the state's metadata and every key of its OCDBT store). A damaged one is
-renamed `N.corrupt-<UTC time>` (never deleted; orbax ignores the name), a warning names it, and
-the next older one is tried. Keeping the two latest checkpoints is what leaves one to fall back
-on. Bytes changed inside an array file without changing its length are not detected. Multi-host:
-process 0 renames, every process checks for itself and skips the same damaged checkpoint.
+the history's and the position's JSON, the state's metadata and every key of its OCDBT store). A
+damaged one is renamed `N.corrupt-<UTC time>` (never deleted; orbax ignores the name), a warning
+names it, and the next older one is tried. Keeping the two latest checkpoints is what leaves one
+to fall back on. Bytes changed inside an array file without changing its length are not
+detected. Multi-host: process 0 renames, every process checks for itself and skips the same
+damaged checkpoint.
 """
 
+import dataclasses
 import errno
 import json
 import logging
@@ -35,11 +42,12 @@ import time
 from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
 from orbax.checkpoint import checkpoint_managers as ocp_managers
 
-from cnnjax.errors import CnnjaxError
+from cnnjax.errors import CnnjaxError, ConfigError
 
 History = list[dict[str, float]]
 
@@ -78,39 +86,140 @@ def _val_loss(metrics: dict[str, float]) -> float:
   return metrics['val_loss']
 
 
+Sums = dict[str, Any]  # An epoch's metric sums ('loss', 'correct', 'count'), on the device or not.
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+  """Where in the run a checkpoint was taken: enough to continue exactly from there.
+
+  Attributes:
+    step: training steps done in the whole run, the checkpoint's number.
+    epoch: the epoch in flight (1-based).
+    steps_done: how many of its `steps_per_epoch` steps were done; all of them: the epoch ended
+      and was validated (an end-of-epoch checkpoint, the history ending with this epoch).
+    steps_per_epoch: the epoch's length when the checkpoint was taken.
+    sums: within an epoch, the epoch's metric sums after `steps_done` steps; None at its end.
+    logged: within an epoch, the sums at its last TensorBoard point (`train.log_every_steps`)
+      and that point's step ({'step': ..., 'sums': ...}), or None if there was none yet.
+    seconds: training seconds of the epoch so far (for its images/s; not reproducible).
+  """
+  step: int
+  epoch: int
+  steps_done: int
+  steps_per_epoch: int
+  sums: Sums | None = None
+  logged: dict[str, Any] | None = None
+  seconds: float = 0.0
+
+  @property
+  def epoch_ended(self) -> bool:
+    return self.steps_done == self.steps_per_epoch
+
+  def to_json(self) -> dict[str, Any]:
+    """Sums as [value, dtype] pairs: JSON's floats hold a float32 exactly, so a resumed epoch
+    adds its next step to bit-identical sums."""
+    record = dataclasses.asdict(self)
+    record['sums'] = _encode_sums(self.sums)
+    if self.logged is not None:
+      record['logged'] = {'step': self.logged['step'], 'sums': _encode_sums(self.logged['sums'])}
+    return record
+
+  @classmethod
+  def from_json(cls, record: dict[str, Any]) -> 'Position':
+    record = dict(record)
+    record['sums'] = _decode_sums(record.get('sums'))
+    if record.get('logged') is not None:
+      record['logged'] = {'step': record['logged']['step'],
+                          'sums': _decode_sums(record['logged']['sums'])}
+    return cls(**record)
+
+
+def _encode_sums(sums: Sums | None) -> dict[str, list] | None:
+  if sums is None:
+    return None
+  return {name: [np.asarray(value).item(), np.asarray(value).dtype.name]
+          for name, value in jax.device_get(sums).items()}
+
+
+def _decode_sums(encoded: dict[str, list] | None) -> Sums | None:
+  if encoded is None:
+    return None
+  return {name: np.asarray(value, dtype) for name, (value, dtype) in encoded.items()}
+
+
+class SaveSchedule:
+  """When to checkpoint within an epoch: every `every_steps` steps of the run and every
+  `every_minutes` minutes since the last checkpoint (0 turns either off)."""
+
+  def __init__(self, every_steps: int = 0, every_minutes: float = 0.0,
+               clock: Callable[[], float] = time.monotonic):
+    if every_steps < 0 or every_minutes < 0:
+      raise ConfigError(
+          f'train.checkpoint_every_steps={every_steps} and train.checkpoint_every_minutes='
+          f'{every_minutes} must be >= 0 (0 turns that kind of checkpoint within epochs off)')
+    self.every_steps = int(every_steps)
+    self.every_seconds = 60.0 * every_minutes
+    self._clock = clock
+    self._last = clock()
+
+  def steps_due(self, step: int) -> bool:
+    """Whether global step `step` is one of the every-N-steps checkpoints (the same on every host)."""
+    return bool(self.every_steps) and step % self.every_steps == 0
+
+  def time_due(self) -> bool:
+    """Whether `every_minutes` have passed since the last checkpoint (this host's clock)."""
+    return bool(self.every_seconds) and self._clock() - self._last >= self.every_seconds
+
+  def saved(self) -> None:
+    """A checkpoint was just taken: the minutes count from now."""
+    self._last = self._clock()
+
+
 class Checkpoints:
-  """The run's checkpoints: `save` after each epoch, `restore` the latest or the best."""
+  """The run's checkpoints: `save` at the end of an epoch or within one, `restore` any of them."""
 
   def __init__(self, directory: str):
     self.directory = os.path.abspath(directory)
     policy = ocp_managers.AnyPreservationPolicy([
         ocp_managers.LatestN(n=2),  # One to fall back on if the latest is damaged.
-        ocp_managers.BestN(get_metric_fn=_val_loss, reverse=True, n=1),
+        # The best end-of-epoch checkpoint; those within epochs have no val_loss.
+        ocp_managers.BestN(get_metric_fn=_val_loss, reverse=True, n=1,
+                           keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(best_fn=_val_loss, best_mode='min',
                                            preservation_policy=policy, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=('state', 'history'))
+                                          item_names=('state', 'history', 'position'))
 
-  def latest_epoch(self) -> int | None:
+  def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def best_epoch(self) -> int | None:
+  def best_step(self) -> int | None:
+    """The end-of-epoch checkpoint with the lowest val_loss (None before an epoch has ended)."""
     return self._manager.best_step()
 
-  def save(self, epoch: int, state: Any, history: History) -> None:
-    """Saves the state after `epoch` (1-based) with the history so far; returns before it is on disk."""
+  def save(self, step: int, state: Any, history: History, position: Position | None = None
+           ) -> None:
+    """Saves the state after `step` steps with the history so far; returns before it is on disk.
+
+    `position` None or at an epoch's end: an end-of-epoch checkpoint, ranked by the history's
+    last val_loss; within an epoch: kept only while it is one of the two latest.
+    """
     # The save finishes in the background: give it a copy of the history, which the caller
     # goes on appending to. (Orbax copies the arrays to the host before `save` returns.)
     history = [dict(record) for record in history]
-    self._check_writable(epoch, state)
-    self._manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), history=ocp.args.JsonSave(history)),
-        metrics={'val_loss': history[-1]['val_loss']})
+    self._check_writable(step, state)
+    items = {'state': ocp.args.StandardSave(state), 'history': ocp.args.JsonSave(history)}
+    if position is not None:
+      items['position'] = ocp.args.JsonSave(position.to_json())
+    ended = position is None or position.epoch_ended
+    self._manager.save(step, args=ocp.args.Composite(**items),
+                       metrics={'val_loss': history[-1]['val_loss']} if ended else None)
 
-  def _check_writable(self, epoch: int, state: Any) -> None:
+  def _check_writable(self, step: int, state: Any) -> None:
     """Raises EROFS / ENOSPC before a save the disk cannot take (module docstring)."""
-    target = os.path.join(self.directory, str(epoch))
+    target = os.path.join(self.directory, str(step))
     if os.statvfs(self.directory).f_flag & os.ST_RDONLY:
       raise OSError(errno.EROFS, DISK_ERRORS[errno.EROFS], target)
     need = sum(getattr(leaf, 'nbytes', 0) for leaf in jax.tree.leaves(state))
@@ -120,22 +229,36 @@ class Checkpoints:
       raise OSError(errno.ENOSPC, f'{DISK_ERRORS[errno.ENOSPC]} (the checkpoint needs about '
                     f'{need:,} bytes, {free:,} are free)', target)
 
-  def restore(self, epoch: int, like: Any) -> tuple[Any, History]:
-    """Restores the state saved after `epoch`, shaped like the state `like`, and its history."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  def restore(self, step: int, like: Any = None) -> tuple[Any, History]:
+    """Restores the state saved after `step`, shaped like the state `like`, and its history.
+
+    `like` None restores the arrays as saved, as NumPy arrays in nested dicts.
+    """
+    abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
-      restored = self._manager.restore(epoch, args=ocp.args.Composite(
+      restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
     except (ValueError, KeyError, TypeError) as e:
       raise CnnjaxError(
-          f'cannot restore the checkpoint of epoch {epoch} in {self.directory}: {e}. It was '
+          f'cannot restore the checkpoint {step} in {self.directory}: {e}. It was '
           'probably written for a different model or optimizer; use a new --workdir, or the '
           'config that wrote it') from e
     return restored['state'], list(restored['history'])
 
+  def position(self, step: int) -> Position:
+    """Where in the run the checkpoint `step` was taken."""
+    path = os.path.join(self.directory, str(step), 'position', 'metadata')
+    if not os.path.exists(path):
+      raise CnnjaxError(
+          f'the checkpoint {os.path.dirname(os.path.dirname(path))} has no position item: it was '
+          'written by a cnnjax from before checkpoints within epochs; its weights still serve '
+          'model.init_from and the visualize job, but to resume training use a new --workdir')
+    with open(path) as f:
+      return Position.from_json(json.load(f))
+
   def restore_latest(self, like: Any, warn: Callable[[str], None] | None = None
-                     ) -> tuple[int, Any, History] | None:
-    """(epoch, state, history) of the newest readable checkpoint, or None if there are none.
+                     ) -> tuple[Any, History, Position] | None:
+    """(state, history, position) of the newest readable checkpoint, or None if there are none.
 
     Damaged checkpoints on the way are renamed `N.corrupt-<time>` with a warning (module
     docstring). Raises CnnjaxError if the newest readable checkpoint was written for another state
@@ -143,14 +266,14 @@ class Checkpoints:
     """
     warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
     moved = []
-    for epoch in sorted(self._manager.all_steps(), reverse=True):
-      damage = self.damage(epoch)
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      damage = self.damage(step)
       if damage is None:
-        state, history = self.restore(epoch, like)
-        return epoch, state, history
-      aside = self._move_aside(epoch)
+        state, history = self.restore(step, like)
+        return state, history, self.position(step)
+      aside = self._move_aside(step)
       moved.append(aside)
-      warn(f'warning: the checkpoint of epoch {epoch} in {self.directory} is damaged ({damage}); '
+      warn(f'warning: the checkpoint {step} in {self.directory} is damaged ({damage}); '
            f'moved it to {aside} and falling back to the checkpoint before it')
     if moved:
       raise CnnjaxError(
@@ -159,18 +282,21 @@ class Checkpoints:
           'workdir, or use a new --workdir')
     return None
 
-  def damage(self, epoch: int) -> str | None:
-    """What is wrong with the checkpoint of `epoch` (a missing or short file), None if nothing.
+  def damage(self, step: int) -> str | None:
+    """What is wrong with the checkpoint `step` (a missing or short file), None if nothing.
 
     Reads every file of it synchronously (the history's JSON, every key of the state's OCDBT
     store) rather than letting orbax's asynchronous restore fail halfway, which leaves
     TensorStore callbacks printing tracebacks about a closed event loop.
     """
-    step = os.path.join(self.directory, str(epoch))
+    directory = os.path.join(self.directory, str(step))
     try:
-      with open(os.path.join(step, 'history', 'metadata')) as f:
-        json.load(f)
-      state = os.path.join(step, 'state')
+      for item in ('history', 'position'):
+        path = os.path.join(directory, item, 'metadata')
+        if item == 'history' or os.path.exists(os.path.dirname(path)):
+          with open(path) as f:
+            json.load(f)
+      state = os.path.join(directory, 'state')
       with open(os.path.join(state, '_METADATA')) as f:
         json.load(f)
       if os.path.exists(os.path.join(state, 'manifest.ocdbt')):
@@ -181,10 +307,10 @@ class Checkpoints:
       return _first_line(e)
     return None
 
-  def _move_aside(self, epoch: int) -> str:
-    """Renames the checkpoint directory of `epoch` (process 0 only) and forgets it."""
+  def _move_aside(self, step: int) -> str:
+    """Renames the checkpoint directory `step` (process 0 only) and forgets it."""
     stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())
-    source = os.path.join(self.directory, str(epoch))
+    source = os.path.join(self.directory, str(step))
     target = f'{source}.corrupt-{stamp}'
     if jax.process_index() == 0:
       os.rename(source, target)

@@ -1,10 +1,13 @@
 """Training and evaluation of a config in a workdir: the main job's loop.
 
 `train_and_evaluate(config, workdir)` trains for `train.epochs`, validating after every epoch; after
-each epoch it checkpoints, writes `history.json` and the learning curves. Run again on the same
-workdir, it resumes from the latest checkpoint (weights, optimizer state, random key, epoch and
-history) and ends where an uninterrupted run would have ended: an epoch's shuffle depends only on
-(seed, epoch) and a step's dropout key only on (seed, step). Finally it restores the checkpoint with
+each epoch it checkpoints, writes `history.json` and the learning curves. Within epochs it
+checkpoints every `train.checkpoint_every_steps` steps and every `train.checkpoint_every_minutes`
+minutes (`checkpointing.SaveSchedule`), and on SIGTERM / SIGINT. Run again on the same workdir, it
+resumes from the latest checkpoint (weights, optimizer state, random key, history, and within an
+epoch its position and metric sums) and ends bit-identical to an uninterrupted run on the CPU: an
+epoch's shuffle depends only on (seed, epoch), so the resumed epoch continues with the next
+batch, and a step's dropout key only on (seed, step). Finally it restores the checkpoint with
 the best val_loss, evaluates it on the test split and writes `test_metrics.json`.
 
 Transfer learning (`cnnjax.transfer`) goes through the same loop: `data.classes` / `data.per_class`
@@ -18,7 +21,7 @@ workdir is refused, naming the holder); resuming with a config that changes the 
 optimizer (`_STATE_FIELDS`) is an error naming the changed fields; a damaged latest checkpoint is
 moved aside and the run falls back to the one before (`checkpointing`); a read-only or full disk
 is one `CnnjaxError` naming the path, the files written before it intact; SIGTERM / SIGINT stop
-the run at its last end-of-epoch checkpoint with exit code 143 / 130 (`interrupts`).
+the run at a checkpoint of the step in flight with exit code 143 / 130 (`interrupts`).
 """
 
 import functools
@@ -26,6 +29,7 @@ import json
 import math
 import os
 import re
+import signal
 import time
 from typing import Callable
 
@@ -36,9 +40,9 @@ import ml_collections
 from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax.training import history as history_lib
-from cnnjax.training.checkpointing import Checkpoints, disk_error_reason
+from cnnjax.training.checkpointing import Checkpoints, Position, SaveSchedule, disk_error_reason
 from cnnjax.training.event_log import EventLog, event_directory
-from cnnjax.training.interrupts import Interrupted, StopRequests
+from cnnjax.training.interrupts import AGREE_EVERY_STEPS, Interrupted, StopRequests, agreed
 from cnnjax.training.workdir_lock import WorkdirLock
 from cnnjax.errors import CnnjaxError, ConfigError
 from cnnjax.training.learning_curves import plot_learning_curves
@@ -218,18 +222,33 @@ def _disk_error(error: BaseException, workdir: str) -> CnnjaxError | None:
   return None
 
 
-def _interrupted(checkpoints: Checkpoints, stop: StopRequests, epoch: int, steps_done: int,
-                 steps_per_epoch: int) -> Interrupted:
-  """The stop on a signal (`cnnjax.training.interrupts`), once the last checkpoint is on disk."""
+def _where(position: Position, epochs: int) -> str:
+  """'the checkpoint of step 700 (the end of epoch 2/5)' or '... (step 30 of 100 of epoch 3/5)'."""
+  within = ('the end of' if position.epoch_ended else
+            f'step {position.steps_done} of {position.steps_per_epoch} of')
+  return f'the checkpoint of step {position.step} ({within} epoch {position.epoch}/{epochs})'
+
+
+def _check_epoch_length(position: Position, steps_per_epoch: int, directory: str) -> None:
+  """Refuses to resume a run whose epochs have another number of steps than its checkpoints'."""
+  if position.steps_per_epoch != steps_per_epoch:
+    raise ConfigError(
+        f'the checkpoints in {directory} were written with {position.steps_per_epoch} steps per '
+        f'epoch and this config makes {steps_per_epoch}: train.batch_size or the training data '
+        '(data.limit_train, data.validation_split, ...) changed, so the run cannot continue where '
+        'it was; use the config that wrote them, or a new --workdir')
+
+
+def _interrupted(checkpoints: Checkpoints, signum: int, epochs: int) -> Interrupted:
+  """The stop on signal `signum` (`cnnjax.training.interrupts`), once the last checkpoint is on
+  disk."""
   checkpoints.wait()
-  saved = checkpoints.latest_epoch()
-  path = os.path.join(checkpoints.directory, str(saved))
-  where = (f'the checkpoint of epoch {saved} is in {path}' if saved
-           else 'no epoch had finished, so there is no checkpoint yet')
-  lost = (f' (the {steps_done} of {steps_per_epoch} steps of epoch {epoch} done since are not '
-          'saved: checkpoints come at the end of epochs)' if steps_done else '')
-  return Interrupted(stop.signum, f'stopped by {stop.name}: {where}{lost}; the same command '
-                     'resumes from it')
+  saved = checkpoints.latest_step()
+  where = ('no checkpoint had been written yet, so the same command starts the run again'
+           if saved is None else
+           f'{_where(checkpoints.position(saved), epochs)} is in '
+           f'{os.path.join(checkpoints.directory, str(saved))}; the same command resumes from it')
+  return Interrupted(signum, f'stopped by {signal.Signals(signum).name}: {where}')
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -272,14 +291,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   log(model_summary(model, image_shape, train_config, name=config.model.name))
 
   checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
+  save_schedule = SaveSchedule(int(train_config.get('checkpoint_every_steps') or 0),
+                               float(train_config.get('checkpoint_every_minutes') or 0))
   history: history_lib.History = []
   log_every = int(train_config.get('log_every_steps') or 0)
   profile_first, profile_last = _profile_steps(train_config, train_config.epochs * steps_per_epoch)
   events = EventLog(workdir, enabled=False)
   try:
-    last_epoch = checkpoints.latest_epoch() or 0
+    resuming = checkpoints.latest_step() is not None
     variables = init_variables(model, image_shape, config.seed)
-    if config.model.get('init_from') and not last_epoch:  # A resumed run has its own weights.
+    if config.model.get('init_from') and not resuming:  # A resumed run has its own weights.
       variables = init_from_pretrained(variables, config.model.init_from,
                                        config.model.init_layers, config.model.name, log=log)
     apply_fn = None
@@ -289,13 +310,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = parallel.place_state(create_train_state(
         model, tx, image_shape, config.seed, variables=variables, frozen=frozen,
         apply_fn=apply_fn))
-    if last_epoch:  # The newest readable checkpoint: damaged ones are moved aside.
-      last_epoch, restored, history = checkpoints.restore_latest(parallel.to_checkpoint(state))
+    position = None  # Where the resumed run continues (checkpointing.Position).
+    if resuming:  # The newest readable checkpoint: damaged ones are moved aside.
+      restored, history, position = checkpoints.restore_latest(parallel.to_checkpoint(state))
+      _check_epoch_length(position, steps_per_epoch, checkpoints.directory)
       state = parallel.place_state(restored)
-      log(f'resuming from the checkpoint of epoch {last_epoch} in {checkpoints.directory}')
-    events = EventLog(workdir, enabled=writer, first_step=last_epoch * steps_per_epoch + 1)
-    events.text(last_epoch * steps_per_epoch, 'config', str(config))
-    if not last_epoch:
+      log(f'resuming from {_where(position, train_config.epochs)} in {checkpoints.directory}')
+    events = EventLog(workdir, enabled=writer, first_step=position.step + 1 if position else 1)
+    events.text(position.step if position else 0, 'config', str(config))
+    if position is None:
       events.image(0, 'augmentation_preview', os.path.join(workdir, 'augmentation_preview.png'))
     if apply_fn is not None:
       variables = jax.device_get(parallel.to_checkpoint(state).variables())
@@ -306,20 +329,30 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         f'{datasets.image_shape}; {parallel.mode} step on {parallel.num_devices} device(s), '
         f'{jax.process_count()} process(es)')
 
-    for epoch in range(last_epoch + 1, train_config.epochs + 1):
-      if stop.requested:
-        raise _interrupted(checkpoints, stop, epoch, 0, steps_per_epoch)
-      start = time.perf_counter()
+    first_epoch = 1 if position is None else position.epoch + position.epoch_ended
+    for epoch in range(first_epoch, train_config.epochs + 1):
+      # A signal during start-up or validation. The agreed value decides, never the local flag,
+      # which a signal may set after the agreement: every process must decide alike.
+      signum, = agreed(stop.signum or 0)
+      if signum:
+        raise _interrupted(checkpoints, signum, train_config.epochs)
+      # A run resumed within this epoch starts where its checkpoint was: the same next batch,
+      # the epoch's metric sums so far, and the last TensorBoard point's.
+      partial = position if position is not None and position.epoch == epoch else None
+      steps_done = partial.steps_done if partial else 0
+      sums = partial.sums if partial else None  # NumPy: the first step's sum puts them on device.
       progress = EpochProgress(f'epoch {epoch}/{train_config.epochs}', steps_per_epoch, batch_size,
                                interactive=None if writer else False)
-      sums = None
-      steps_done = 0
       epoch_start_step = (epoch - 1) * steps_per_epoch
+      start = time.perf_counter() - (partial.seconds if partial else 0.0)
       # The last point logged: the epoch's sums then, its step and time (a window's metrics are
       # the difference of the running sums, computed on the device).
-      logged_sums, logged_step, logged_time = None, epoch_start_step, start
+      logged = partial.logged if partial and partial.logged else {
+          'sums': None, 'step': epoch_start_step}
+      logged_sums, logged_step, logged_time = logged['sums'], logged['step'], time.perf_counter()
       train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
-                                       seed=config.seed, epoch=epoch, drop_remainder=True)
+                                       seed=config.seed, epoch=epoch, drop_remainder=True,
+                                       first_batch=steps_done)
       for batch in data_lib.prefetch(train_batches):
         step = epoch_start_step + steps_done + 1
         if writer and step == profile_first:
@@ -342,11 +375,20 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               'train/learning_rate': float(schedule(step)),
               'train/images_per_second': (step - logged_step) * batch_size / (now - logged_time)})
           logged_sums, logged_step, logged_time = sums, step, now
-        if stop.requested:
-          break
-      if stop.requested and steps_done < steps_per_epoch:  # Stopped by a signal mid-epoch.
-        progress.close()
-        raise _interrupted(checkpoints, stop, epoch, steps_done, steps_per_epoch)
+        if steps_done == steps_per_epoch:
+          break  # The end-of-epoch checkpoint follows validation.
+        if jax.process_count() > 1 and step % AGREE_EVERY_STEPS:
+          continue  # Processes decide together, every few steps (`interrupts`).
+        signum, time_due = agreed(stop.signum or 0, save_schedule.time_due())
+        if signum or time_due or save_schedule.steps_due(step):
+          checkpoints.save(step, parallel.to_checkpoint(state), history, Position(
+              step=step, epoch=epoch, steps_done=steps_done, steps_per_epoch=steps_per_epoch,
+              sums=sums, seconds=time.perf_counter() - start,
+              logged=None if logged_sums is None else {'step': logged_step, 'sums': logged_sums}))
+          save_schedule.saved()
+        if signum:
+          progress.close()
+          raise _interrupted(checkpoints, signum, train_config.epochs)
       train_metrics = summarize(sums)
       seconds = time.perf_counter() - start
       progress.close()
@@ -367,14 +409,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'epoch_seconds': seconds,
           'images_per_second': steps_per_epoch * batch_size / seconds,
       })
-      checkpoints.save(epoch, parallel.to_checkpoint(state), history)
+      epoch_end_step = epoch * steps_per_epoch
+      checkpoints.save(epoch_end_step, parallel.to_checkpoint(state), history, Position(
+          step=epoch_end_step, epoch=epoch, steps_done=steps_per_epoch,
+          steps_per_epoch=steps_per_epoch))
+      save_schedule.saved()
       if writer:
         history_lib.write_history(workdir, history)
         plot_learning_curves(history, os.path.join(workdir, 'learning_curves.png'),
                              title=config.model.name)
         plot_learning_curves(history, os.path.join(workdir, 'learning_curves_smoothed.png'),
                              smoothing=train_config.smoothing, title=config.model.name)
-      epoch_end_step = epoch * steps_per_epoch
       events.scalars(epoch_end_step, {f'epoch/{key}': value for key, value in history[-1].items()
                                       if key not in ('epoch', 'epoch_seconds')})
       events.image(epoch_end_step, 'learning_curves', os.path.join(workdir, 'learning_curves.png'))
@@ -384,8 +429,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         on_epoch_end(epoch, history)
 
     checkpoints.wait()
-    best_epoch = checkpoints.best_epoch()
-    best_state, _ = checkpoints.restore(best_epoch, parallel.to_checkpoint(state))
+    best_state, best_history = checkpoints.restore(checkpoints.best_step(),
+                                                   parallel.to_checkpoint(state))
+    best_epoch = best_history[-1]['epoch']
     test_metrics = evaluate(parallel, parallel.place_state(best_state), datasets.test,
                             train_config.eval_batch_size)
     events.scalars(train_config.epochs * steps_per_epoch,

@@ -25,18 +25,14 @@ from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from cnnjax.errors import ConfigError, DataError
+from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.training.param_groups import path_matches
 from cnnjax.weights import load_weights, merge_variables, weight_table
 
 Variables = Mapping[str, Mapping[str, Any]]
-
-
-def _val_loss(metrics: dict[str, float]) -> float:
-  return metrics['val_loss']
 
 
 def load_run_variables(workdir: str) -> tuple[dict, int]:
@@ -54,22 +50,20 @@ def load_run_variables(workdir: str) -> tuple[dict, int]:
     raise DataError(f'model.init_from={workdir!r} is a directory without checkpoints/: give the '
                     'workdir of a finished cnnjax run (train it first with launch.py --workdir) '
                     'or a weight file')
-  options = ocp.CheckpointManagerOptions(best_fn=_val_loss, best_mode='min', create=False)
-  manager = ocp.CheckpointManager(directory, options=options, item_names=('state', 'history'))
+  checkpoints = Checkpoints(directory)
   try:
-    epoch = manager.best_step()
-    if epoch is None:
+    step = checkpoints.best_step()
+    if step is None:
       raise DataError(f'{directory} holds no finished checkpoint: let the run in {workdir!r} '
                       'finish at least one epoch first')
     # Restored as saved (no target needed): only the parameters and statistics are used.
-    restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    state, history = checkpoints.restore(step)
   finally:
-    manager.close()
-  state = restored['state']
+    checkpoints.close()
   variables = {'params': jax.tree.map(np.asarray, state['params'])}
   if state.get('batch_stats'):
     variables['batch_stats'] = jax.tree.map(np.asarray, state['batch_stats'])
-  return variables, int(epoch)
+  return variables, int(history[-1]['epoch'])
 
 
 def load_pretrained(source: str, model_name: str) -> tuple[dict, str]:

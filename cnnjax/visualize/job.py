@@ -188,14 +188,14 @@ def restore_trained(config: ml_collections.ConfigDict, image_shape: Sequence[int
                             int(run_config.get('seed', 0)))
   checkpoints = Checkpoints(directory)
   try:
-    best_epoch = checkpoints.best_epoch()
-    if best_epoch is None:
+    best_step = checkpoints.best_step()
+    if best_step is None:
       raise ConfigError(f'{directory} holds no finished checkpoint: run the main job to the end '
                         f'first, e.g. `{train_command}`')
-    state, _ = checkpoints.restore(best_epoch, jax.device_get(like))
+    state, history = checkpoints.restore(best_step, jax.device_get(like))
   finally:
     checkpoints.close()
-  return model, state.variables(), run_config, best_epoch
+  return model, state.variables(), run_config, history[-1]['epoch']
 
 
 def _trained_subject(
