@@ -3,8 +3,8 @@ time to save a large model's state.
 
     python benchmarks/checkpoint_cost.py [--rounds 3] [--out benchmarks/results/checkpoint-cost.json]
 
-Part 1, the main job (configs/fashion_mnist.py on all of Fashion-MNIST, as launch.py runs it but
-in this process): two epochs per run, epoch 2's training images/s (epoch 1 compiles). Runs without
+Part 1, the main job (configs/fashion_mnist.py on all of Fashion-MNIST, a `launch.py` process per
+run): two epochs per run, epoch 2's training images/s from its history.json (epoch 1 compiles). Runs without
 checkpoints within epochs, with the default (`train.checkpoint_every_minutes` = 5: an epoch of
 this job is shorter than that, so it writes none and costs nothing), and every 100 and every 25
 steps, interleaved over rounds so that drifts of the machine hit every setting alike. From the
@@ -23,41 +23,42 @@ import json
 import os
 import statistics
 import sys
+import subprocess
 import tempfile
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 
-from configs import fashion_mnist  # pylint: disable=wrong-import-position
 from cnnjax.config import base_config  # pylint: disable=wrong-import-position
 from cnnjax.models import create_model  # pylint: disable=wrong-import-position
 from cnnjax.training.checkpointing import Checkpoints  # pylint: disable=wrong-import-position
 from cnnjax.training.optimizers import create_optimizer  # pylint: disable=wrong-import-position
-from cnnjax.training.train import train_and_evaluate  # pylint: disable=wrong-import-position
 from cnnjax.training.train_state import create_train_state  # pylint: disable=wrong-import-position
 from machine import machine_description  # pylint: disable=wrong-import-position
 
 DEFAULT_MINUTES = base_config().train.checkpoint_every_minutes
 TRAIN_IMAGES = 54_000  # Fashion-MNIST's 60,000 less the 10% held out for validation.
+BATCH_SIZE = base_config().train.batch_size  # The main job's: 64.
 # (name, checkpoint_every_steps, checkpoint_every_minutes)
 SETTINGS = (('none', 0, 0.0), ('default', 0, DEFAULT_MINUTES), ('every_100_steps', 100, 0.0),
             ('every_25_steps', 25, 0.0))
 
 
 def main_job_throughput(setting, scratch: str) -> tuple[float, int]:
-  """(epoch 2's training images/s, checkpoints written within epochs) of one run."""
+  """(epoch 2's training images/s, checkpoints written within epoch 2) of one launch.py run."""
   name, every_steps, every_minutes = setting
-  config = fashion_mnist.get_config()
-  config.train.epochs = 2
-  config.train.checkpoint_every_steps = every_steps
-  config.train.checkpoint_every_minutes = every_minutes
   workdir = tempfile.mkdtemp(prefix=f'{name}-', dir=scratch)
-  train_and_evaluate(config, workdir)
+  subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), '--config',
+                  'configs/fashion_mnist.py', '--workdir', workdir, '--config.train.epochs=2',
+                  f'--config.train.checkpoint_every_steps={every_steps}',
+                  f'--config.train.checkpoint_every_minutes={every_minutes}'],
+                 cwd=REPO, check=True, stdout=subprocess.DEVNULL)
   with open(os.path.join(workdir, 'history.json')) as f:
     history = json.load(f)
-  steps_per_epoch = TRAIN_IMAGES // config.train.batch_size
+  steps_per_epoch = TRAIN_IMAGES // BATCH_SIZE
   # Epoch 2's checkpoints within it (the one at its last step is the end-of-epoch checkpoint).
   saves = sum(1 for step in range(steps_per_epoch + 1, 2 * steps_per_epoch)
               if every_steps and step % every_steps == 0)
@@ -70,7 +71,7 @@ def large_state_save(scratch: str) -> dict:
   config.train.optimizer = 'adamw'
   model = create_model(config.model)
   state = create_train_state(model, create_optimizer(config.train, 100), (224, 224, 3), 0)
-  size = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+  size = sum(getattr(leaf, 'nbytes', 0) for leaf in jax.tree.leaves(state))
   blocking, total = [], []
   checkpoints = Checkpoints(os.path.join(scratch, 'large'))
   for step in range(1, 4):
@@ -100,7 +101,7 @@ def main() -> None:
         rates[setting[0]].append(rate)
         print(f'round {round_index + 1}: {setting[0]}: {rate:,.0f} images/s', flush=True)
     none = statistics.median(rates['none'])
-    epoch_seconds = TRAIN_IMAGES // 64 * 64 / none  # The main job's batch: 64.
+    epoch_seconds = TRAIN_IMAGES // BATCH_SIZE * BATCH_SIZE / none
     main_job = {}
     for name, _, _ in SETTINGS:
       median = statistics.median(rates[name])

@@ -60,6 +60,7 @@ import time
 import numpy as np
 
 from cnnjax import host_memory  # Imports no JAX.
+from cnnjax.progress import Progress  # Neither.
 from machine import machine_description
 from speed_workers import WORKLOADS, real_data
 
@@ -227,19 +228,22 @@ def run_workload(workload: str, frameworks: list[str], steps: int, rounds: int,
     ready.pop('ready', None)
     result['rows'][framework] = {**ready, 'epoch_seconds': []}
     workers.append(worker)
-  for r in range(rounds):
-    shift = r % max(len(workers), 1)
-    for worker in workers[shift:] + workers[:shift]:
-      answer = worker.ask('run')
-      row = result['rows'][worker.framework]
-      if 'error' in answer:
-        row['error'] = answer['error']
-        continue
-      row['epoch_seconds'].append(answer['seconds'])
-      if real_data(workload):  # Not timed.
-        scored = worker.ask('evaluate')
-        row.setdefault('test_accuracy_by_epoch', []).append(scored.get('test_accuracy'))
-      time.sleep(0.2)  # Lets spinning thread pools (OpenMP) go idle before the next worker.
+  # A bar on a terminal, a line every 30 s in a log (cnnjax/progress.py): the timed epochs.
+  with Progress(f'  {workload}: timing', rounds * len(workers), 'epoch') as progress:
+    for r in range(rounds):
+      shift = r % max(len(workers), 1)
+      for worker in workers[shift:] + workers[:shift]:
+        answer = worker.ask('run')
+        progress.update()
+        row = result['rows'][worker.framework]
+        if 'error' in answer:
+          row['error'] = answer['error']
+          continue
+        row['epoch_seconds'].append(answer['seconds'])
+        if real_data(workload):  # Not timed.
+          scored = worker.ask('evaluate')
+          row.setdefault('test_accuracy_by_epoch', []).append(scored.get('test_accuracy'))
+        time.sleep(0.2)  # Lets spinning thread pools (OpenMP) go idle before the next worker.
   for worker in workers:
     result['rows'][worker.framework].update(worker.close())
   result['load_after'] = load_average()

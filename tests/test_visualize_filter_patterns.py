@@ -1,5 +1,7 @@
 """Filter patterns by gradient ascent in input space: the reference recipe, vmapped grid, Lucid."""
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -154,3 +156,19 @@ def test_transforms():
   assert transform_robustness.jitter(jax.random.key(1), images, 3).shape == (2, 6, 6, 2)
   out = transform_robustness.robust_transform(jax.random.key(2), images)
   assert out.shape == (2, 9 + 24 - 12, 9 + 24 - 12, 2)
+
+
+def test_the_visualize_job_computes_patterns_in_steps_as_one_call_would(net):
+  """The job's progress steps (8 filters a call, the last call padded): 11 filters of conv2 give
+  the patterns and losses of one call over all 11, in filter order."""
+  from cnnjax.visualize import job  # pylint: disable=import-outside-toplevel
+  model, variables = net
+  key = jax.random.key(3)
+  recipe = dict(size=16, channels=3, steps=3)
+  stepped = job.patterns_with_progress(SimpleNamespace(model=model, variables=variables), 'conv2',
+                                       11, key, **recipe)
+  whole = fp.filter_patterns(model, variables, 'conv2', jnp.arange(11), key, **recipe)
+  assert job.FILTERS_PER_CALL < 11
+  for ours, reference in zip(stepped, whole):
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)

@@ -61,6 +61,7 @@ from cnnjax.visualize import kernels
 from cnnjax.visualize import overlay
 from cnnjax.visualize.layer_probe import apply_until
 from cnnjax.training.event_log import EventLog
+from cnnjax.progress import Progress
 
 # The 6x6 example of SPEC.md section 1 (3x3 windows, stride 3).
 POOLING_EXAMPLE = ((2, 1, 7, 1, 2, 5), (5, 0, 3, 4, 1, 2), (1, 7, 8, 3, 3, 0),
@@ -74,6 +75,9 @@ _MAX_CLASSES_SHOWN = 10
 OPTIONAL_FIELDS = {'model_from_weights': False, 'per_model': None, 'top_channels': 0,
                    'activation_channels': 0}
 PREDICTIONS_FILE = 'predictions.json'
+
+# Filter patterns computed per jitted call (`filter_pattern_figures`): one step of its progress.
+FILTERS_PER_CALL = 8
 
 
 @dataclasses.dataclass
@@ -471,6 +475,25 @@ def _pattern_size(subject: Subject, size: int) -> int:
   return size or int(subject.images.shape[1])
 
 
+def patterns_with_progress(subject: Subject, layer: str, count: int, key: jax.Array,
+                           **recipe) -> tuple[jax.Array, jax.Array]:
+  """`filter_patterns.filter_patterns` of filters 0..count-1, FILTERS_PER_CALL per jitted call
+  (the last padded with repeats of the last filter: one compilation) under a progress bar. A
+  filter's pattern does not depend on the filters computed with it, so the result is one call's.
+  """
+  parts = []
+  with Progress(f'filter patterns of {layer}', count, 'filter') as progress:
+    for first in range(0, count, FILTERS_PER_CALL):
+      indices = np.minimum(np.arange(first, first + FILTERS_PER_CALL), count - 1)
+      done = min(FILTERS_PER_CALL, count - first)
+      part = filter_patterns.filter_patterns(subject.model, subject.variables, layer,
+                                             jnp.asarray(indices), key, **recipe)
+      parts.append(jax.tree.map(lambda x, done=done: x[:done], part))
+      progress.update(done)
+  images, losses = (jnp.concatenate(arrays) for arrays in zip(*parts))
+  return images, losses
+
+
 def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
   """The grid of the first filters of each layer: the reference recipe, then the Lucid mode."""
   v = config.visualize
@@ -484,10 +507,9 @@ def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
         lambda x, layer=layer: apply_until(subject.model, subject.variables, x, layer),
         jnp.zeros((1, size, size, channels)))
     count = min(v.filter_count, shape.shape[-1])
-    images, losses = filter_patterns.filter_patterns(
-        subject.model, subject.variables, layer, jnp.arange(count), jax.random.fold_in(key, 0),
-        size=size, channels=channels, steps=v.filter_steps, step_size=v.filter_step_size,
-        input_scale=v.filter_input_scale)
+    images, losses = patterns_with_progress(
+        subject, layer, count, jax.random.fold_in(key, 0), size=size, channels=channels,
+        steps=v.filter_steps, step_size=v.filter_step_size, input_scale=v.filter_input_scale)
     patterns = jax.vmap(filter_patterns.deprocess_image)(images)
     grid = filter_patterns.pattern_grid(patterns, v.filter_columns, v.filter_margin)
     # A filter that never fires on the noise start has a zero gradient (ReLU) all the way: the
