@@ -3,7 +3,9 @@
 For a registered model and batch: the whole jitted forward pass and forward + backward
 (`jax.value_and_grad` of the mean logit), then every Conv2D on its own at its input shape: its
 forward, its kernel gradient and its input gradient (each a jitted `jax.vjp`), in milliseconds,
-best of `--repeats`. This is the profile behind the speed notes in the README: on XLA:CPU a
+best of `--repeats` (this per-layer table only for the convnets: a sequence of named 3x3 layers;
+a BatchNorm model such as `resnet18` gets the whole passes in evaluation mode and the operation
+list below). This is the profile behind the speed notes in the README: on XLA:CPU a
 convolution's two gradients cost several times its forward.
 
     python benchmarks/conv_profile.py [--model small_convnet --size 28 --channels 1 --batch 64]
@@ -123,8 +125,10 @@ def main() -> None:
   images = jax.random.uniform(jax.random.key(0), (args.batch, args.size, args.size, args.channels))
   variables = jax.jit(model.init)(jax.random.key(1), images)
 
-  forward = jax.jit(lambda p, x: model.apply({'params': p}, x))
-  grad = jax.jit(jax.value_and_grad(lambda p, x: model.apply({'params': p}, x).mean()))
+  # Evaluation mode: a BatchNorm model (ResNet) normalizes with its moving statistics here.
+  forward = jax.jit(lambda p, x: model.apply({**variables, 'params': p}, x))
+  grad = jax.jit(jax.value_and_grad(lambda p, x: model.apply({**variables, 'params': p},
+                                                              x).mean()))
   whole_forward = best_ms(forward, variables['params'], images, repeats=args.repeats)
   whole_step = best_ms(grad, variables['params'], images, repeats=args.repeats)
   print(f'{args.model}, batch {args.batch} of {images.shape[1:]}: forward {whole_forward:.2f} ms, '
@@ -133,6 +137,12 @@ def main() -> None:
   outputs = layer_outputs(model, variables, images)
   types = layer_types(model, variables, images)
   names = list(outputs)
+  if any(types[name] == 'Conv2D' and (name not in variables['params'] or variables['params'][
+      name]['kernel'].shape[:2] != (3, 3)) for name in names):
+    # Nested layers (ResNet's blocks, whose inputs are not the previous output) or convolutions
+    # other than the convnets' 3x3 VALID ones.
+    names = []
+    print('layer by layer: only for the convnets (a sequence of named 3x3 layers); skipped')
   print(f'{"layer":<10s} {"conv":<7s} {"input":<16s} {"forward":>9s} {"d kernel":>9s} '
         f'{"d input":>9s}  (ms)')
   for (i, name), implementation in ((item, impl) for item in enumerate(names)
