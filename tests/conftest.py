@@ -79,3 +79,10 @@ def persistent_compilation_cache(compilation_cache_dir):
   compilation_cache.set_cache_dir(previous[0])
   jax.config.update('jax_persistent_cache_min_compile_time_secs', previous[1])
   compilation_cache.reset_cache()
+
+
+def saved_steps(workdir):
+  """The steps of a run's complete checkpoints (orbax renames a finished one to its number)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  return [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(
+      directory) else []

@@ -18,7 +18,7 @@ def state_at(epoch):
 
 def end_of(epoch):
   """The position of an end-of-epoch checkpoint with 10 steps per epoch."""
-  return Position(step=epoch * 10, epoch=epoch, steps_done=10, steps_per_epoch=10)
+  return Position(epoch=epoch, steps_done=10, steps_per_epoch=10)
 
 
 def test_keeps_latest_and_best_only(tmp_path):
@@ -106,11 +106,11 @@ def test_checkpoints_within_epochs_are_kept_only_while_among_the_two_latest(tmp_
   for epoch, val_loss in ((1, 0.5), (2, 0.7)):
     for steps_done in (4, 8):
       checkpoints.save((epoch - 1) * 10 + steps_done, state_at(epoch), history, Position(
-          step=(epoch - 1) * 10 + steps_done, epoch=epoch, steps_done=steps_done,
+          epoch=epoch, steps_done=steps_done,
           steps_per_epoch=10, sums={'loss': np.float32(steps_done)}))
     history.append({'epoch': epoch, 'val_loss': val_loss})
     checkpoints.save(epoch * 10, state_at(epoch), history, end_of(epoch))
-  checkpoints.save(24, state_at(3), history, Position(step=24, epoch=3, steps_done=4,
+  checkpoints.save(24, state_at(3), history, Position(epoch=3, steps_done=4,
                                                        steps_per_epoch=10))
   checkpoints.wait()
   assert sorted(int(d) for d in os.listdir(tmp_path / 'ckpt') if d.isdigit()) == [10, 20, 24]
@@ -125,7 +125,7 @@ def test_a_position_within_an_epoch_restores_its_metric_sums_bit_for_bit(tmp_pat
   sums = {'loss': jnp.float32(1) / 3, 'correct': jnp.float32(2) ** -20 * 7, 'count': jnp.int32(96)}
   logged = {'step': 5, 'sums': {'loss': jnp.float32(0.1), 'correct': jnp.float32(3),
                                  'count': jnp.int32(32)}}
-  position = Position(step=7, epoch=1, steps_done=7, steps_per_epoch=10, sums=sums,
+  position = Position(epoch=1, steps_done=7, steps_per_epoch=10, sums=sums,
                       logged=logged, seconds=1.5)
   checkpoints = Checkpoints(str(tmp_path / 'ckpt'))
   checkpoints.save(7, state_at(1), [], position)

@@ -30,7 +30,7 @@ from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.training.interrupts import Interrupted
 from cnnjax.training.train import train_and_evaluate
 
-from conftest import REPO
+from conftest import REPO, saved_steps
 
 TIMING = ('epoch_seconds', 'images_per_second')
 # 320 images, 10% held out for validation: 288 in batches of 32 (`launch_command`).
@@ -92,13 +92,6 @@ def wait_for_a_checkpoint(run, workdir, after=0):
 def read_history(workdir):
   with open(os.path.join(workdir, 'history.json')) as f:
     return json.load(f)
-
-
-def saved_steps(workdir):
-  """The steps whose checkpoints are complete (orbax renames a finished one to its number)."""
-  directory = os.path.join(workdir, 'checkpoints')
-  return [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(
-      directory) else []
 
 
 def without_timing(history):

@@ -16,7 +16,7 @@ import pytest
 
 from cnnjax.data.idx import FASHION_MNIST_DIR
 
-from conftest import REPO
+from conftest import REPO, saved_steps
 
 CHECKS = os.path.join(REPO, 'tests', 'multidevice_checks.py')
 
@@ -270,14 +270,10 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
                         f'127.0.0.1:{port}', 'JAX_NUM_PROCESSES': '2', 'JAX_PROCESS_ID': str(i)})
         for i in range(2)]
 
-  def saved_steps():
-    directory = workdir / 'checkpoints'
-    return [int(n) for n in os.listdir(directory) if n.isdigit()] if directory.is_dir() else []
-
   pair = start_pair(40)
   try:
     deadline = time.time() + 300
-    while not saved_steps():  # Training: the end of epoch 1 is on disk.
+    while not saved_steps(workdir):  # Training: the end of epoch 1 is on disk.
       assert all(p.poll() is None for p in pair), [p.communicate() for p in pair]
       assert time.time() < deadline, 'no checkpoint in time'
       time.sleep(0.2)
@@ -287,7 +283,7 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_checkpoint(tmp_path):
     for p in pair:
       p.kill()
   assert [p.returncode for p in pair] == [143, 143], [err[-2000:] for _, err in outputs]
-  step = max(saved_steps())
+  step = max(saved_steps(workdir))
   for _, err in outputs:
     last = err.strip().splitlines()[-1]
     assert last.startswith(f'stopped by SIGTERM: the checkpoint of step {step} ('), last

@@ -94,7 +94,6 @@ class Position:
   """Where in the run a checkpoint was taken: enough to continue exactly from there.
 
   Attributes:
-    step: training steps done in the whole run, the checkpoint's number.
     epoch: the epoch in flight (1-based).
     steps_done: how many of its `steps_per_epoch` steps were done; all of them: the epoch ended
       and was validated (an end-of-epoch checkpoint, the history ending with this epoch).
@@ -104,13 +103,17 @@ class Position:
       and that point's step ({'step': ..., 'sums': ...}), or None if there was none yet.
     seconds: training seconds of the epoch so far (for its images/s; not reproducible).
   """
-  step: int
   epoch: int
   steps_done: int
   steps_per_epoch: int
   sums: Sums | None = None
   logged: dict[str, Any] | None = None
   seconds: float = 0.0
+
+  @property
+  def step(self) -> int:
+    """Training steps done in the whole run: the checkpoint's number."""
+    return (self.epoch - 1) * self.steps_per_epoch + self.steps_done
 
   @property
   def epoch_ended(self) -> bool:
@@ -138,8 +141,8 @@ class Position:
 def _encode_sums(sums: Sums | None) -> dict[str, list] | None:
   if sums is None:
     return None
-  return {name: [np.asarray(value).item(), np.asarray(value).dtype.name]
-          for name, value in jax.device_get(sums).items()}
+  return {name: [value.item(), value.dtype.name]
+          for name, value in jax.tree.map(np.asarray, jax.device_get(sums)).items()}
 
 
 def _decode_sums(encoded: dict[str, list] | None) -> Sums | None:

@@ -19,7 +19,7 @@ The handlers are installed only in the main thread (Python's rule) and only whil
 the previous ones are put back after. Many processes (`jax.distributed`): a signal may reach some
 processes and not others, and every process must save the same step (an orbax save is
 collective). So the processes agree (`agreed`: one all-gather of the stop flags, a host sync)
-every `AGREE_EVERY_STEPS` steps and at the end of each epoch, and all stop at the first agreement
+every `AGREE_EVERY_STEPS` steps and at the start of each epoch, and all stop at the first agreement
 step after any of them got a signal. One process alone needs no agreement and stops after the
 step in flight.
 """

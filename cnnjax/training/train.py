@@ -382,7 +382,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         signum, time_due = agreed(stop.signum or 0, save_schedule.time_due())
         if signum or time_due or save_schedule.steps_due(step):
           checkpoints.save(step, parallel.to_checkpoint(state), history, Position(
-              step=step, epoch=epoch, steps_done=steps_done, steps_per_epoch=steps_per_epoch,
+              epoch=epoch, steps_done=steps_done, steps_per_epoch=steps_per_epoch,
               sums=sums, seconds=time.perf_counter() - start,
               logged=None if logged_sums is None else {'step': logged_step, 'sums': logged_sums}))
           save_schedule.saved()
@@ -411,8 +411,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       })
       epoch_end_step = epoch * steps_per_epoch
       checkpoints.save(epoch_end_step, parallel.to_checkpoint(state), history, Position(
-          step=epoch_end_step, epoch=epoch, steps_done=steps_per_epoch,
-          steps_per_epoch=steps_per_epoch))
+          epoch=epoch, steps_done=steps_per_epoch, steps_per_epoch=steps_per_epoch))
       save_schedule.saved()
       if writer:
         history_lib.write_history(workdir, history)
