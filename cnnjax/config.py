@@ -76,7 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
   train.loss = 'sparse_categorical_crossentropy'
   train.optimizer = 'rmsprop'
   train.learning_rate = 1e-3
-  train.schedule = 'constant'
+  train.schedule = 'constant'  # 'cosine', 'warmup_cosine', 'warmup_linear', 'one_cycle',
+                               # 'exponential' (cnnjax/training/optimizers.py).
   train.warmup_epochs = 0.0
   train.decay_rate = 0.9       # 'exponential' schedule: factor per epoch.
   train.weight_decay = 0.0
@@ -84,6 +85,13 @@ def base_config() -> ml_collections.ConfigDict:
   train.nesterov = False
   train.grad_clip_norm = 0.0   # 0: no clipping.
   train.smoothing = 0.8        # EMA factor of the smoothed learning curves.
+  # Techniques of the Fashion-MNIST records (configs/fashion_mnist_speedrun.py, _best.py):
+  train.label_smoothing = 0.0  # Target (1 - a) one-hot + a / classes (cnnjax/training/losses.py).
+  train.ema_decay = 0.0        # > 0: validate, select and test a moving average of the
+                               # parameters and BatchNorm statistics (training/train_state.py).
+  train.tta_flip = False       # Evaluation averages the logits over the mirrored image too,
+  train.tta_shift = 0          # and over each view moved by this many pixels both ways along
+                               # the diagonal (cnnjax/training/test_time.py).
   # Checkpoints within epochs (cnnjax/training/checkpointing.py), besides the one at each epoch's
   # end: every N global steps and every N minutes since the last checkpoint; 0 turns either
   # off. A run resumed from one continues exactly where it was. SIGTERM / SIGINT always write one.

@@ -7,7 +7,9 @@ Three vocabularies, each with the units and sign conventions of the library it c
 - `KerasLayers` (Keras 3 RandomFlip, RandomRotation, RandomZoom, RandomTranslation,
   RandomContrast; the 2nd edition);
 - `TorchvisionTransforms` (RandomRotation, RandomResizedCrop, RandomHorizontalFlip, RandomAffine
-  shear, ColorJitter, Normalize; the PyTorch lecture).
+  shear, ColorJitter, Normalize; the PyTorch lecture), and, off by default, RandomCrop with
+  padding (an exact integer translation) and RandomErasing (`erasing`: torchvision's box
+  sampling; Keras 3's RandomErasing in the Keras-layer vocabulary).
 Each draws one set of parameters per image (`sample`), turns every geometric part into a 3x3
 matrix (`geometry`), multiplies them and resamples the image ONCE (`resample.affine_resample`,
 bilinear like Keras' `order=1`); photometric changes (`color`) follow. `make_augmenter` builds

@@ -4,9 +4,11 @@
 
     kind: 'none' | 'image_data_generator' | 'keras_layers' | 'torchvision'
     image_data_generator.*: Keras ImageDataGenerator arguments (book 1st ed. defaults)
-    keras_layers.*: Keras 3 RandomFlip/Rotation/Zoom/Translation/Contrast (book 2nd ed. defaults)
-    torchvision.*: RandomRotation, RandomResizedCrop, RandomHorizontalFlip, RandomAffine shear,
-        ColorJitter and Normalize (the PyTorch lecture's defaults)
+    keras_layers.*: Keras 3 RandomFlip/Rotation/Zoom/Translation/Contrast/Erasing (book 2nd ed.
+        defaults; erasing off)
+    torchvision.*: RandomCrop(padding), RandomRotation, RandomResizedCrop, RandomHorizontalFlip,
+        RandomAffine shear, ColorJitter, RandomErasing and Normalize (the PyTorch lecture's
+        defaults; RandomCrop and RandomErasing, which it lacks, off)
 
 Each vocabulary's fields and units are documented on its class (`ImageDataGenerator`,
 `KerasLayers`, `TorchvisionTransforms`); only the section named by `kind` is read, so the others

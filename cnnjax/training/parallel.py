@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnnjax.training import steps
 from cnnjax.augment import Augmenter
+from cnnjax.training.test_time import TestTimeAugmentation
 from cnnjax.errors import ConfigError
 from cnnjax.training.losses import Objective
 from cnnjax.rng import BATCH_AXIS
@@ -73,6 +74,7 @@ class Parallel:
   mode: str
   objective: Objective
   augment: Augmenter | None = None
+  tta: TestTimeAugmentation | None = None
   devices: tuple = dataclasses.field(default_factory=lambda: tuple(jax.devices()))
 
   # -- layout -------------------------------------------------------------------------------------
@@ -181,7 +183,8 @@ class Parallel:
 
   @functools.cached_property
   def eval_step(self) -> Callable[[Any, Batch], steps.Metrics]:
-    body = functools.partial(steps.eval_step, objective=self.objective, augment=self.augment)
+    body = functools.partial(steps.eval_step, objective=self.objective, augment=self.augment,
+                             tta=self.tta)
     if self.mode == 'single':
       return jax.jit(body)
     if self.mode == 'sharded':
@@ -191,18 +194,18 @@ class Parallel:
     return lambda state, batch: jax.tree.map(lambda x: x[0], mapped(state, batch))
 
 
-def create_parallel(mode: str, objective: Objective,
-                    augment: Augmenter | None = None) -> Parallel:
+def create_parallel(mode: str, objective: Objective, augment: Augmenter | None = None,
+                    tta: TestTimeAugmentation | None = None) -> Parallel:
   """The wrapper `train.parallel` names ('auto' resolves by the device count).
 
   `augment`, if given, runs inside the steps: per example on training batches, its fixed
-  preprocessing on evaluation batches.
+  preprocessing on evaluation batches; `tta`, if given, averages evaluation over its views.
   """
   if mode not in MODES:
     raise ConfigError(f'train.parallel={mode!r} is not a known mode; choose one of {MODES}')
   if mode == 'auto':
     mode = 'sharded' if jax.device_count() > 1 else 'single'
-  return Parallel(mode, objective, augment)
+  return Parallel(mode, objective, augment, tta)
 
 
 MULTI_PROCESS_ENV = ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')

@@ -28,6 +28,11 @@ device: example i of the global batch gets the key `fold_in(step key, i)` (`cnnj
 transforms do not depend on the device count and a resumed run draws the same ones. Evaluation
 batches get the augmenter's fixed preprocessing only (torchvision's Normalize), never a random
 change.
+
+Evaluation uses `TrainState.eval_variables()`: the moving average of the variables when
+`train.ema_decay` > 0 (the train step updates it after each optimizer update), else the variables
+themselves. With test-time augmentation (`cnnjax.training.test_time`) its logits are the average
+over the views.
 """
 
 import contextlib
@@ -39,6 +44,7 @@ import jax.numpy as jnp
 
 from cnnjax.augment import Augmenter
 from cnnjax.training.losses import Objective
+from cnnjax.training.test_time import TestTimeAugmentation
 from cnnjax.rng import example_keys
 from cnnjax.training.train_state import TrainState, join_params
 
@@ -127,13 +133,21 @@ def train_step(state: TrainState, batch: Batch, *, objective: Objective,
     grads, sums = jax.lax.psum((grads, sums), axis_name)
   count = jnp.maximum(sums['count'], 1.0)
   grads = jax.tree.map(lambda g: g / count, grads)
-  return state.apply_trainable_gradients(grads).replace(batch_stats=batch_stats), sums
+  state = state.apply_trainable_gradients(grads).replace(batch_stats=batch_stats)
+  return state.update_ema(), sums
 
 
 def eval_step(state: TrainState, batch: Batch, *, objective: Objective,
-              augment: Augmenter | None = None, axis_name: str | None = None) -> Metrics:
-  images = batch['image'] if augment is None else augment.eval_images(batch['image'])
-  logits = state.apply_fn(state.variables(), images, train=False)
+              augment: Augmenter | None = None, tta: TestTimeAugmentation | None = None,
+              axis_name: str | None = None) -> Metrics:
+  """Metric sums of a batch with the evaluation variables (the moving average, if kept)."""
+  variables = state.eval_variables()
+
+  def apply(images):
+    images = images if augment is None else augment.eval_images(images)
+    return state.apply_fn(variables, images, train=False)
+
+  logits = apply(batch['image']) if tta is None else tta.logits(apply, batch['image'])
   sums = _metric_sums(objective, logits, batch)
   return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 

@@ -40,6 +40,7 @@ import ml_collections
 from cnnjax import augment as augment_lib
 from cnnjax import data as data_lib
 from cnnjax.training import history as history_lib
+from cnnjax.training import test_time
 from cnnjax.training.checkpointing import Checkpoints, Position, SaveSchedule, disk_error_reason
 from cnnjax.training.event_log import EventLog, event_directory
 from cnnjax.training.interrupts import AGREE_EVERY_STEPS, Interrupted, StopRequests, agreed
@@ -101,7 +102,8 @@ def _check_augmented_shape(augmenter: augment_lib.Augmenter, kind: str, image_sh
 # checkpoints' state does not fit the new one (or fits it but means something else). Every
 # `model.*` field is one, but those read only by a fresh run.
 _STATE_FIELDS = ('train.optimizer', 'train.momentum', 'train.nesterov', 'train.weight_decay',
-                 'train.grad_clip_norm', 'train.param_groups', 'train.cache_features')
+                 'train.grad_clip_norm', 'train.param_groups', 'train.cache_features',
+                 'train.ema_decay')
 # Read only by a fresh run (init_from), or not by training at all (input_shape: the summary's).
 _FRESH_RUN_ONLY_FIELDS = ('model.init_from', 'model.init_layers', 'model.input_shape')
 
@@ -263,7 +265,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         'train.cache_features=True runs the conv base once per image, so the images cannot be '
         f'augmented (augment.kind={config.augment.kind!r}); set augment.kind=\'none\', or train '
         'the frozen base with the head end to end (train.cache_features=False)')
-  parallel = create_parallel(train_config.parallel, get_objective(train_config.loss), augmenter)
+  tta = test_time.from_config(train_config)
+  if train_config.get('cache_features') and tta is not None:
+    raise ConfigError(
+        'train.cache_features=True evaluates the head on cached features, which have no views to '
+        f'average (train.tta_flip={train_config.tta_flip}, train.tta_shift='
+        f'{train_config.tta_shift}); turn test-time augmentation off, or train end to end')
+  parallel = create_parallel(train_config.parallel,
+                             get_objective(train_config.loss,
+                                           float(train_config.get('label_smoothing', 0.0))),
+                             augmenter, tta)
   parallel.check_batch_size(train_config.batch_size, 'train.batch_size')
   parallel.check_batch_size(train_config.eval_batch_size, 'train.eval_batch_size')
   if writer:
@@ -309,7 +320,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       apply_fn = functools.partial(model.apply, from_features=True)
     state = parallel.place_state(create_train_state(
         model, tx, image_shape, config.seed, variables=variables, frozen=frozen,
-        apply_fn=apply_fn))
+        apply_fn=apply_fn, ema_decay=float(train_config.get('ema_decay', 0.0))))
     position = None  # Where the resumed run continues (checkpointing.Position).
     if resuming:  # The newest readable checkpoint: damaged ones are moved aside.
       restored, history, position = checkpoints.restore_latest(parallel.to_checkpoint(state))

@@ -60,9 +60,11 @@ def load_run_variables(workdir: str) -> tuple[dict, int]:
     state, history = checkpoints.restore(step)
   finally:
     checkpoints.close()
-  variables = {'params': jax.tree.map(np.asarray, state['params'])}
-  if state.get('batch_stats'):
-    variables['batch_stats'] = jax.tree.map(np.asarray, state['batch_stats'])
+  # The variables the run evaluated: its moving average when it kept one (train.ema_decay).
+  source = state['ema'] if state.get('ema') else state
+  variables = {'params': jax.tree.map(np.asarray, source['params'])}
+  if source.get('batch_stats'):
+    variables['batch_stats'] = jax.tree.map(np.asarray, source['batch_stats'])
   return variables, int(history[-1]['epoch'])
 
 

@@ -189,7 +189,8 @@ def restore_trained(config: ml_collections.ConfigDict, image_shape: Sequence[int
   model = create_model(run_config.model)
   # Only the state's structure matters for restoring: the schedule's length is irrelevant.
   like = create_train_state(model, create_optimizer(run_config.train, 1), tuple(image_shape),
-                            int(run_config.get('seed', 0)))
+                            int(run_config.get('seed', 0)),
+                            ema_decay=float(run_config.train.get('ema_decay', 0.0)))
   checkpoints = Checkpoints(directory)
   try:
     best_step = checkpoints.best_step()
@@ -199,7 +200,8 @@ def restore_trained(config: ml_collections.ConfigDict, image_shape: Sequence[int
     state, history = checkpoints.restore(best_step, jax.device_get(like))
   finally:
     checkpoints.close()
-  return model, state.variables(), run_config, history[-1]['epoch']
+  # The variables the run evaluated (its moving average, if it kept one).
+  return model, state.eval_variables(), run_config, history[-1]['epoch']
 
 
 def _trained_subject(
