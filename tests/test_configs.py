@@ -26,6 +26,7 @@ BATCH_NORM_CONFIG_COUNTS = {
     'resnet18_fine_tuning': ('11,186,625', '8,394,241', '2,792,384'),
     'resnet18_end_to_end': ('11,186,625', '11,177,025', '9,600'),
     'fashion_mnist_8class_resnet': ('78,296', '77,624', '672'),
+    'fashion_mnist_speedrun': ('61,378', '61,042', '336'),
     'transfer_resnet_fashion_mnist': ('77,841', '77,169', '672'),
     'transfer_resnet_scratch': ('77,841', '77,169', '672'),
     'transfer_resnet_scratch_augment': ('77,841', '77,169', '672'),

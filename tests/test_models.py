@@ -37,6 +37,7 @@ EXPECTED_BATCH_NORM = {
     'resnet50': ((224, 224, 3), 25_557_032, 53_120),
     'resnet50_keras': ((224, 224, 3), 25_583_592, 53_120),
     'resnet_small': ((28, 28, 1), 77_754, 672),  # cnnjax's own design (cnnjax/models/resnet.py).
+    'bn_convnet': ((28, 28, 1), 61_042, 336),  # cnnjax's own (cnnjax/models/bn_convnet.py).
     'inception_v3': ((299, 299, 3), 23_817_352, 34_432),
 }
 
@@ -245,3 +246,19 @@ def test_small_convnet_matches_keras_forward_pass():
   images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
   ours = create_model(model_config('small_convnet')).apply({'params': params}, images)
   np.testing.assert_allclose(ours, np.asarray(reference(images)), rtol=1e-4, atol=1e-5)
+
+
+def test_bn_convnet_pools_right_after_each_stages_first_convolution():
+  """airbench's ConvGroup order (conv - pool - BatchNorm - ReLU), which runs BatchNorm and ReLU
+  on the pooled tensor; in evaluation BatchNorm uses the moving statistics."""
+  model = create_model(model_config('bn_convnet'))
+  images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), images)
+  outputs = layer_outputs(model, variables, images)
+  assert [name for name in outputs if name.startswith(('conv', 'pool', 'bn'))] == [
+      'conv1_1', 'pool1', 'bn1_1', 'conv2_1', 'pool2', 'bn2_1', 'conv3_1', 'pool3', 'bn3_1']
+  assert outputs['conv1_1'].shape == (2, 28, 28, 24)
+  assert outputs['bn1_1'].shape == (2, 14, 14, 24)
+  assert outputs['bn3_1'].shape == (2, 3, 3, 96)
+  # Fresh moving statistics (mean 0, variance 1): evaluation's BatchNorm is x / sqrt(1 + eps).
+  np.testing.assert_allclose(outputs['bn1_1'], outputs['pool1'] / np.sqrt(1 + 1e-5), rtol=1e-5)

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax.errors import ConfigError
+from cnnjax.models import bn_convnet
 from cnnjax.models import convnet
 from cnnjax.models import inception_v3
 from cnnjax.models import resnet
@@ -26,6 +27,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'small_convnet': convnet.small_convnet,
     'small_convnet_gap': convnet.small_convnet_gap,
     'mnist_convnet': convnet.mnist_convnet,
+    'bn_convnet': bn_convnet.BNConvNet,
     'cats_vs_dogs_150': convnet.cats_vs_dogs_150,
     'cats_vs_dogs_180': convnet.cats_vs_dogs_180,
     'vgg16': vgg16.VGG16,
