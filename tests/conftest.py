@@ -86,3 +86,13 @@ def saved_steps(workdir):
   directory = os.path.join(workdir, 'checkpoints')
   return [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(
       directory) else []
+
+
+@pytest.fixture(scope='module')
+def keras():
+  """Keras 3 on its JAX backend, the reference of the Keras-layer augmentation tests."""
+  os.environ.setdefault('KERAS_BACKEND', 'jax')
+  keras = pytest.importorskip('keras')
+  if keras.backend.backend() != 'jax':
+    pytest.skip('needs KERAS_BACKEND=jax')
+  return keras

@@ -2,7 +2,6 @@
 and the Keras 3 conventions checked against Keras itself."""
 
 import colorsys
-import os
 
 import jax
 import jax.numpy as jnp
@@ -421,15 +420,6 @@ def test_preview_grid_writes_a_png(image, tmp_path):
 
 
 # ----- Against Keras 3 itself. -----
-
-@pytest.fixture(scope='module')
-def keras():
-  os.environ.setdefault('KERAS_BACKEND', 'jax')
-  keras = pytest.importorskip('keras')
-  if keras.backend.backend() != 'jax':
-    pytest.skip('needs KERAS_BACKEND=jax')
-  return keras
-
 
 @pytest.mark.filterwarnings('ignore:Please import `affine_transform`:DeprecationWarning')
 def test_image_data_generator_matches_keras_on_square_images(keras):

@@ -4,7 +4,6 @@ the sampling against a port of torchvision's get_params and against Keras itself
 path against the resample, batching under jit, and the config errors."""
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -334,15 +333,6 @@ def test_config_errors_name_the_field():
 
 
 # ----- Keras 3's RandomErasing, against Keras itself. -----
-
-@pytest.fixture(scope='module')
-def keras():
-  os.environ.setdefault('KERAS_BACKEND', 'jax')
-  keras = pytest.importorskip('keras')
-  if keras.backend.backend() != 'jax':
-    pytest.skip('needs KERAS_BACKEND=jax')
-  return keras
-
 
 KERAS_OFF = dict(flip='', rotation=0.0, zoom_height=0.0)
 # One batch shape for both Keras tests: Keras' eager operations, compiled per shape, are reused.
