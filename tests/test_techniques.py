@@ -163,6 +163,18 @@ def test_one_cycle_follows_pytorchs_one_cycle_lr():
   assert max(ours) == pytest.approx(0.4)
 
 
+def test_one_cycle_of_a_few_steps_stays_finite():
+  # warmup 1 step of 10: PyTorch's rising phase would end at step 0 (and divide by zero).
+  config = base_config().train
+  config.epochs, config.learning_rate, config.schedule = 10, 0.4, 'one_cycle'
+  config.warmup_epochs = 1
+  schedule = learning_rate_schedule(config, steps_per_epoch=1)
+  values = [float(schedule(step)) for step in range(10)]
+  assert np.all(np.isfinite(values))
+  assert values[0] == pytest.approx(0.4 / 25)
+  assert values[-1] == pytest.approx(0.4 / 25 / 1e4)
+
+
 def test_the_techniques_together_through_the_training_loop(tiny_config, tmp_path):
   """Label smoothing, the moving average and flip + shift views in one run: the test metrics are
   those of the best checkpoint's AVERAGE with the views and the smoothed loss, recomputed here."""

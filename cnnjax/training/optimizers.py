@@ -76,7 +76,9 @@ def one_cycle_schedule(total_steps: int, peak_value: float, pct_start: float = 0
 
   def schedule(step):
     step = jnp.asarray(step, jnp.float32)
-    rising = anneal(initial, peak_value, step / peak_step)
+    # PyTorch divides by peak_step; below 1 only step 0 rises, from its start either way, and
+    # at 0 PyTorch raises ZeroDivisionError where a plain division would give NaN here.
+    rising = anneal(initial, peak_value, step / max(peak_step, 1.0))
     falling = anneal(peak_value, final,
                      jnp.clip((step - peak_step) / (last_step - peak_step), 0.0, 1.0))
     return jnp.where(step <= peak_step, rising, falling)
