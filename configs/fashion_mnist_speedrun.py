@@ -10,7 +10,8 @@ smoothing 0.1; the same data, validation carve and best-epoch-by-val_loss test a
 
 How it was chosen, on the validation split only: prototype runs of the same training loop
 (2026-11-30, the 2-core Intel Xeon, seed 0, each timed from its start; the models registered from
-a scratch script, with Flax's default Dense initialization). The main job's small_convnet with
+a scratch script, with Flax's default Dense initialization, that is not in the repository, so
+these figures cannot be reproduced from it as they stand). The main job's small_convnet with
 the one-cycle schedule and label smoothing reached val_accuracy 0.9193 in 5 epochs; BatchNorm
 convnets of about its cost 0.9222 and 0.9272 (16/32/64 and 16/32/128 channels, pooling after
 BatchNorm and ReLU); 24/48/96 channels 0.9288 (138 s), and, pooling right after each convolution

@@ -5,8 +5,9 @@ convolution without bias, 2x2 max-pooling, BatchNorm, ReLU, then [3x3 convolutio
 ReLU] x (n - 1); after the stages Flatten, optional Dropout and the logits (a Dense layer).
 BatchNorm after every convolution (as in torchvision's `vgg*_bn`) lets SGD take large steps from
 the first epoch, which a run of a few epochs needs; pooling right after the first convolution
-runs BatchNorm and ReLU on a 4x smaller tensor, which made the train step 10-15% faster than
-pooling last on the 2-core CPU.
+runs BatchNorm and ReLU on a 4x smaller tensor, which made the jitted train step 8-17% faster
+than pooling last on the 2-core Intel Xeon (2026-11-30; timed by a scratch script that is not in
+the repository).
 
 Layers are named conv{stage}_{i}, pool{stage}, bn{stage}_{i}, flatten, dropout and predictions
 (stages and convolutions counted from 1), so any layer's output can be asked for by name.
@@ -16,10 +17,11 @@ so that the train step can freeze it (`cnnjax.training.steps.frozen_batch_norm`)
 
 The defaults (widths 24, 48, 96, one convolution per stage: 61,042 trainable parameters and 336
 moving statistics), registered as `bn_convnet`, are the speed run's model
-(configs/fashion_mnist_speedrun.py, whose docstring says how they were chosen). Its train step
-runs at 2,900-3,500 images/s at batch 64 on the 2-core Intel Xeon (2026-11-30, from the speed
-run's epochs), against 3,500-4,200 for the main job's small_convnet; wider stages at 28x28 and
-14x14 cost in proportion to their width, a wider last stage (7x7) little.
+(configs/fashion_mnist_speedrun.py, whose docstring says how they were chosen). Its runs train
+at 2,437-3,043 images/s at batch 64 on the 2-core Intel Xeon (the whole of each run's epochs,
+compilation included, 5 seeds), against 3,750-4,923 for the main job's small_convnet in the same
+benchmark (benchmarks/fashion_mnist_speedrun.py,
+benchmarks/results/fashion-mnist-speedrun-2026-11-30.json, 2026-11-30).
 """
 
 from typing import Any, Sequence
