@@ -59,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
   # 0.9 / 1e-5; Keras: 0.99 / 1.001e-5).
   model.bn_momentum = config_dict.placeholder(float)
   model.bn_epsilon = config_dict.placeholder(float)
+  # How every Conv2D of the model computes: 'lax', 'im2col', 'taps' or 'auto' (the formulation
+  # measured fastest on the backend; cnnjax/models/convolution.py); None keeps the model's own.
+  model.conv_implementation = config_dict.placeholder(str)
   # Pretrained initialization (cnnjax/transfer/pretrained.py): a weight file (VGG16's Keras .h5,
   # .weights.h5 or torchvision .pth) or the workdir of a cnnjax run (its best checkpoint); ''
   # starts from scratch. init_layers: regexes of the parameters taken from it (as in

@@ -20,6 +20,7 @@ from cnnjax.training.checkpointing import Checkpoints
 from cnnjax.training.losses import get_objective
 from cnnjax.models.convnet import ConvNet
 from cnnjax.training.parallel import create_parallel
+from cnnjax.training.steps import add_metrics
 from cnnjax.training.train_state import create_train_state
 
 from batch_norm_model import TinyBatchNormNet
@@ -102,6 +103,35 @@ def check_restore(mode, directory, model='convnet'):
   state, _ = parallel.train_step(state, parallel.place_batch(global_batch(3)))
   return {'devices': parallel.num_devices, 'params': params, 'history': history,
           'step_after': int(jax.device_get(parallel.to_checkpoint(state).step))}
+
+
+def check_queued(mode, num_steps):
+  """`num_steps` train steps, then as many evaluation steps, each dispatched without reading a
+  result until the end, as the training loop does (`MAX_STEPS_IN_FLIGHT` paces the train steps).
+  """
+  num_steps = int(num_steps)
+  parallel = create_parallel(mode, OBJECTIVE, AUGMENTER)
+  state = parallel.place_state(tiny_state(parallel))
+  batches = [parallel.place_batch(global_batch(i)) for i in range(4)]
+  for step in range(num_steps):
+    state, sums = parallel.train_step(state, batches[step % 4])
+  eval_sums = None
+  for step in range(num_steps):
+    eval_sums = add_metrics(eval_sums, parallel.eval_step(state, batches[step % 4]))
+  return {'step': int(jax.device_get(parallel.to_checkpoint(state).step)),
+          'last_loss': float(sums['loss']), 'eval_count': float(eval_sums['count'])}
+
+
+def check_restore_as_saved(directory):
+  """The latest checkpoint in `directory` restored without a target (as `model.init_from` of a
+  run's workdir reads one), whatever devices wrote it."""
+  checkpoints = Checkpoints(directory)
+  state, _ = checkpoints.restore(checkpoints.latest_step())
+  checkpoints.close()
+  return {'devices': jax.device_count(),
+          'params': {jax.tree_util.keystr(path): np.asarray(v).ravel().tolist()
+                     for path, v in jax.tree_util.tree_leaves_with_path(
+                         {'params': state['params'], 'batch_stats': state['batch_stats']})}}
 
 
 def check_bad_batch(mode):

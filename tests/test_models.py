@@ -152,6 +152,16 @@ def test_auto_convnet_matches_the_lax_convnet(xla_flags, train, monkeypatch):
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
+def test_model_conv_implementation_overrides_auto_for_every_conv():
+  for name in ('small_convnet', 'bn_convnet', 'resnet18'):
+    assert create_model(model_config(name, conv_implementation='taps')).conv_implementation == 'taps'
+  assert create_model(model_config('small_convnet')).conv_implementation == 'auto'
+  with pytest.raises(ConfigError, match=r"model.conv_implementation='fft' is not one of"):
+    create_model(model_config('small_convnet', conv_implementation='fft'))
+  with pytest.raises(ConfigError, match="does not apply to model.name='vgg16'"):
+    create_model(model_config('vgg16', conv_implementation='lax'))
+
+
 @pytest.mark.parametrize('name,shape', [('small_convnet', (3, 28, 28, 1)),
                                         ('cats_vs_dogs_180', (2, 180, 180, 3))])
 def test_training_pools_before_the_bias_and_relu_with_the_same_result(name, shape):

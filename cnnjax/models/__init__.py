@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from cnnjax.errors import ConfigError
 from cnnjax.models import bn_convnet
 from cnnjax.models import convnet
+from cnnjax.models import convolution
 from cnnjax.models import inception_v3
 from cnnjax.models import resnet
 from cnnjax.models import resnet_keras
@@ -54,7 +55,7 @@ def create_model(model_config) -> nn.Module:
   """Builds the module a config's `model` group describes.
 
   Fields read: `name`; optional `num_outputs`, `dropout_rate`, `preprocess`, `bn_momentum`,
-  `bn_epsilon` (override the variant's defaults when set: None or absent keeps them; a field the
+  `bn_epsilon`, `conv_implementation` (override the variant's defaults when set: None or absent keeps them; a field the
   model does not have is an error) and `dtype` ('float32' or 'bfloat16' compute).
   """
   name = model_config.name
@@ -66,7 +67,8 @@ def create_model(model_config) -> nn.Module:
   accepted = ({f.name for f in dataclasses.fields(module_class)}
               if dataclasses.is_dataclass(module_class) else None)
   kwargs = {}
-  for field in ('num_outputs', 'dropout_rate', 'preprocess', 'bn_momentum', 'bn_epsilon'):
+  for field in ('num_outputs', 'dropout_rate', 'preprocess', 'bn_momentum', 'bn_epsilon',
+                'conv_implementation'):
     value = model_config.get(field)
     if value is None:
       continue
@@ -74,6 +76,10 @@ def create_model(model_config) -> nn.Module:
       raise ConfigError(f'model.{field}={value} does not apply to model.name={name!r}; leave it '
                         'unset (None)')
     kwargs[field] = value
+  implementation = kwargs.get('conv_implementation')
+  if implementation is not None and implementation not in convolution.IMPLEMENTATIONS:
+    raise ConfigError(f'model.conv_implementation={implementation!r} is not one of '
+                      f'{convolution.IMPLEMENTATIONS}')
   dtype = model_config.get('dtype', 'float32')
   if dtype not in DTYPES:
     raise ConfigError(f'model.dtype={dtype!r} is not supported; choose one of {sorted(DTYPES)}')

@@ -17,25 +17,28 @@ dilations may be combined (torch allows it, Keras does not).
 - 'im2col': the kh*kw shifted (strided) views of the padded input are put side by side, in the
   (row, column, channel) order of the kernel's first three axes, so that one matrix product with
   the kernel reshaped to (kh*kw*Cin, Cout) computes every output pixel. Its two gradients are
-  written by hand (`jax.custom_vjp`) as the forms XLA:CPU computes fastest, measured with
-  `benchmarks/conv_profile.py` on a 2-core CPU (2026-11-24): the kernel gradient is patches^T @ dy
-  as a batch of products over chunks of the examples, summed (one product contracting over every
-  pixel of the batch ran 1.5-3x slower), and the input gradient is XLA's transposed convolution of
-  dy (the input gradient of 'lax'), which beats scattering the patch gradients back (col2im) and
-  is left out by XLA where nothing needs it (the first layer). With a single input channel the
-  views are stacked taps-first, as a (kh*kw, N*OH*OW) matrix: concatenating 1-channel slices
-  along the last axis is slow on XLA:CPU, stacking them is a copy.
+  written by hand (`jax.custom_vjp`) as the forms XLA:CPU computed fastest in one-off comparisons
+  on a 2-core CPU (2026-11-24; that code and its output were not kept): the kernel gradient is
+  patches^T @ dy as a batch of products over chunks of the examples, summed (one product
+  contracting over every pixel of the batch was slower), and the input gradient is XLA's
+  transposed convolution of dy (the input gradient of 'lax'), which beat scattering the patch
+  gradients back (col2im) and is left out by XLA where nothing needs it (the first layer). With a
+  single input channel the views are stacked taps-first, as a (kh*kw, N*OH*OW) matrix:
+  concatenating 1-channel slices along the last axis is slow on XLA:CPU, stacking them is a copy.
 - 'taps': the sum over the kernel's kh*kw*Cin taps of each shifted view's channel times that
   tap's row of Cout weights: elementwise products that XLA fuses into one loop, with no matrix
   product at all. For a first layer on one-channel images (Cin = 1: 9 products per output) this
   is far cheaper than a convolution kernel built for deep inputs: on XLA:CPU (YNNPACK fusions
-  off) the forward of small_convnet's conv1 took 0.16 ms against 1.4 ms for 'lax' and its kernel
-  gradient 0.34 ms against 0.50 (batch 64 of 28x28; 2-core CPU, 2026-11-24). Its kernel gradient
-  is the taps stacked (kh*kw*Cin, N*OH*OW) times dy, its input gradient that of 'lax'. With three
-  channels at 150x150 it lost to 'lax' in the train step.
+  off) small_convnet's conv1 as a layer with its bias and ReLU took 0.26 ms forward against 1.39
+  ms for 'lax', and 1.68 ms against 2.71 for the forward and kernel gradient together (batch 64
+  of 28x28; 2-core AMD EPYC, 2026-11-24: benchmarks/conv_profile.py, its output in
+  benchmarks/results/conv-profile-small_convnet-2026-11-24.txt). Its kernel gradient is the taps
+  stacked (kh*kw*Cin, N*OH*OW) times dy, its input gradient that of 'lax'. With three channels
+  at 150x150 its gradients were slower than those of 'lax'
+  (benchmarks/results/conv-profile-cats_vs_dogs_150-2026-11-30.txt), so 'auto' keeps 'lax' there.
 - 'auto' (the convnets' default): per layer and backend, the one measured fastest: 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on, and with them off 'taps' for
-  one input channel and 'lax' otherwise; 'lax' in multi-process runs (`resolve`).
+  one input channel and 'lax' otherwise (`resolve`), in one process or several.
 """
 
 import functools
@@ -60,16 +63,15 @@ def resolve(implementation: str, in_channels: int) -> str:
   'auto' is the formulation measured fastest here (see the module docstring): 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on (XLA's default;
   `cnnjax.xla_cpu`), and with them off (as `launch.py` runs) 'taps' for one input channel and
-  'lax' for more; 'lax' in a run of several processes.
+  'lax' for more. Runs of several processes take the same choice: 'taps' there once looked at
+  fault (a two-process pmap test hung, a sharded one drifted 2% from one process) but was not;
+  see `train.parallel`'s section of the README (2026-11-30).
   """
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f'Conv2D implementation={implementation!r} is not one of {IMPLEMENTATIONS}')
   if implementation != 'auto':
     return implementation
-  # Several processes (JAX's distributed runtime, on the CPU through gloo collectives): 'lax'.
-  # With 'taps' there, a two-process pmap train step hung and a sharded one drifted 2% from
-  # the one-process run of the same devices (2026-11-24, not yet understood).
-  if jax.default_backend() != 'cpu' or jax.process_count() > 1:
+  if jax.default_backend() != 'cpu':
     return 'lax'
   if xla_cpu.ynn_fusions_on():
     return 'im2col'

@@ -235,9 +235,13 @@ class Checkpoints:
   def restore(self, step: int, like: Any = None) -> tuple[Any, History]:
     """Restores the state saved after `step`, shaped like the state `like`, and its history.
 
-    `like` None restores the arrays as saved, as NumPy arrays in nested dicts.
+    `like` None restores the arrays as saved, in nested dicts, on this process's first device
+    whatever devices wrote them (a run of 8 devices serves `model.init_from` on one).
     """
-    abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    if like is None:
+      abstract = self._as_saved_on_one_device(step)
+    else:
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
@@ -247,6 +251,18 @@ class Checkpoints:
           'probably written for a different model or optimizer; use a new --workdir, or the '
           'config that wrote it') from e
     return restored['state'], list(restored['history'])
+
+  def _as_saved_on_one_device(self, step: int) -> Any:
+    """The saved state's shapes and dtypes, placed on this process's first device (orbax would
+    otherwise ask for the devices the checkpoint was written from)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    try:
+      saved = ocp.StandardCheckpointer().metadata(
+          os.path.join(self.directory, str(step), 'state')).item_metadata
+    except (FileNotFoundError, ValueError) as e:
+      raise CnnjaxError(f'cannot read the checkpoint {step} in {self.directory}: {e}') from e
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                        saved)
 
   def position(self, step: int) -> Position:
     """Where in the run the checkpoint `step` was taken."""

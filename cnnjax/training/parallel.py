@@ -37,9 +37,14 @@ from cnnjax.rng import BATCH_AXIS
 MODES = ('auto', 'single', 'sharded', 'pmap')
 Batch = dict[str, Any]
 
-# How far the host may run ahead of the devices, in dispatched steps. Enough to keep a GPU fed;
-# without a bound, XLA:CPU's cross-device all-reduce deadlocks once a few dozen sharded steps
-# are queued (seen with 2 and 8 CPU devices, jax 0.10.2).
+# How far the host may run ahead of the devices, in dispatched steps. Enough to keep a GPU fed,
+# and below XLA:CPU's limit: its client admits 32 computations in flight per device
+# (`max_inflight_computations_per_device`), and a sharded train step dispatched while 33 are
+# queued deadlocks in the in-process all-reduce ("Expected 8 threads to join the rendezvous, but
+# only k of them arrived", then an abort after 40 s). Measured on 8 fake CPU devices (jax 0.10.2,
+# 2026-11-30): with 32 steps allowed in flight every run finished, with 33 or 40 every run
+# aborted; pmap steps finished with 1,000 in flight. Tested by `test_parallel.py::
+# test_hundreds_of_queued_steps_finish_in_every_mode` (it fails with a bound of 33).
 MAX_STEPS_IN_FLIGHT = 8
 
 
