@@ -16,6 +16,8 @@ from cnnjax.data import load_datasets
 from cnnjax.data.subsets import select_subsets, subsets_from_config
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.models.vgg_classifier import VGGClassifier
+from cnnjax.training.checkpointing import Checkpoints
+from cnnjax.training.history import read_history
 from cnnjax.training.train import train_and_evaluate
 from cnnjax.transfer import features as features_lib
 from cnnjax.transfer.pretrained import init_from_pretrained, load_run_variables
@@ -295,22 +297,63 @@ def test_frozen_transfer_then_fine_tuning_from_its_checkpoint(pretrained_run, tm
     assert json.load(f)['model']['init_from'] == phase1
 
 
+class Interrupt(Exception):
+  pass
+
+
+def stop_after_epoch_1(epoch, history):
+  if epoch == 1:
+    raise Interrupt()
+
+
+def epoch_end(workdir, step):
+  """The parameters of a run's checkpoint of `step`."""
+  checkpoints = Checkpoints(os.path.join(workdir, 'checkpoints'))
+  try:
+    return checkpoints.restore(step)[0]['params']
+  finally:
+    checkpoints.close()
+
+
+def without_timing(history):
+  return [{k: v for k, v in epoch.items() if k not in ('epoch_seconds', 'images_per_second')}
+          for epoch in history]
+
+
 def test_cached_features_train_the_head_and_resume(pretrained_run, tmp_path, capsys):
+  """Two epochs of the head on cached features, straight and stopped after epoch 1 then resumed:
+  the resumed run continues from epoch 1's checkpoint on the cached features and ends as the
+  straight one (history, test result, parameters)."""
   config = transfer_config(param_groups=('block.*=frozen', '.*=1'),
                            cache_features=True, epochs=2)
   config.model.init_from = pretrained_run
   config.model.init_layers = ('block.*',)
-  workdir = str(tmp_path / 'features')
-  result = train_and_evaluate(config, workdir)
+  straight = str(tmp_path / 'straight')
+  result = train_and_evaluate(config, straight)
   out = capsys.readouterr().out
   assert 'features: ran the conv base over 256 images -> (3, 3, 64) each' in out
-  assert os.path.isfile(os.path.join(workdir, 'features.npz'))
+  assert os.path.isfile(os.path.join(straight, 'features.npz'))
   # The checkpoint holds the whole model, so it can start a fine-tuning (phase 2).
-  params = load_run_variables(workdir)[0]['params']
+  params = load_run_variables(straight)[0]['params']
   assert set(params) == {'block1_conv1', 'block2_conv1', 'block3_conv1', 'block3_conv2',
                          'dense1', 'predictions'}
-  assert train_and_evaluate(config, workdir) == result  # Finished: only re-tested, cache reused.
-  assert 'features: reusing' in capsys.readouterr().out
+
+  stopped = str(tmp_path / 'stopped')
+  with pytest.raises(Interrupt):
+    train_and_evaluate(config, stopped, on_epoch_end=stop_after_epoch_1)
+  assert [epoch['epoch'] for epoch in read_history(stopped)] == [1]
+  capsys.readouterr()
+  assert train_and_evaluate(config, stopped) == result
+  out = capsys.readouterr().out
+  steps_per_epoch = 128 // config.train.batch_size
+  assert (f'resuming from the checkpoint of step {steps_per_epoch} (the end of epoch 1/2)'
+          in out)
+  assert 'features: reusing' in out and 'features: ran' not in out
+  assert 'epoch 1/2 - ' not in out and 'epoch 2/2 - ' in out  # Epoch 2 alone trained.
+  assert without_timing(read_history(stopped)) == without_timing(read_history(straight))
+  # Epoch 2's end, whichever epoch is the best: the resumed run's head is the straight run's.
+  ends = [epoch_end(workdir, 2 * steps_per_epoch) for workdir in (straight, stopped)]
+  jax.tree.map(np.testing.assert_array_equal, *ends)
   config.augment.kind = 'keras_layers'
   with pytest.raises(ConfigError, match='cannot be augmented'):
     train_and_evaluate(config, str(tmp_path / 'augmented'))

@@ -19,6 +19,8 @@ from cnnjax.models.convnet import ConvNet
 from cnnjax.visualize import cam, overlay
 from cnnjax.visualize.layer_probe import apply_perturbed
 
+from test_visualize_filter_patterns import RecordedProgress
+
 X = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)  # The one 2x2 image of the hand-set models.
 
 
@@ -221,6 +223,31 @@ def test_many_classes_in_one_call(gap_net, method):
   for c in (0, 5, 9):
     one = cam.class_activation_maps(model, variables, images, classes[:, c], method=method)
     np.testing.assert_allclose(many.maps[:, c], one.maps, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('targets', ['predicted', np.array([[1, 4], [9, 0], [2, 2]])])
+def test_score_cam_a_few_channels_per_call_gives_the_one_calls_maps(gap_net, monkeypatch,
+                                                                    targets):
+  """conv3's 64 channels 24 per call (3 calls, the last padded with repeats): the maps, targets
+  and probabilities of one call, and the progress counted per call in masked images."""
+  model, variables, images = gap_net
+  RecordedProgress.last = None
+  monkeypatch.setattr(cam, 'Progress', RecordedProgress)
+  whole = cam.class_activation_maps(model, variables, images, targets, method='score_cam',
+                                    batch_size=16)
+  assert RecordedProgress.last is None  # One call: no progress.
+  stepped = cam.class_activation_maps(model, variables, images, targets, method='score_cam',
+                                      batch_size=16, channels_per_call=24)
+  progress = RecordedProgress.last
+  assert (progress.description, progress.total, progress.unit) == ('Score-CAM of conv3', 3 * 64,
+                                                                   'masked image')
+  assert progress.updates == [3 * 24, 3 * 24, 3 * 16]
+  assert stepped.layer == whole.layer and stepped.method == 'score_cam'
+  np.testing.assert_array_equal(stepped.targets, whole.targets)
+  np.testing.assert_allclose(stepped.probabilities, whole.probabilities, rtol=1e-6)
+  assert stepped.maps.shape == whole.maps.shape
+  np.testing.assert_allclose(stepped.maps, whole.maps, rtol=1e-5, atol=1e-7)
+  assert np.abs(np.asarray(whole.maps)).max() > 1e-3  # Maps worth comparing.
 
 
 def test_targets(gap_net):

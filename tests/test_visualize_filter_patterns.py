@@ -172,3 +172,44 @@ def test_the_visualize_job_computes_patterns_in_steps_as_one_call_would(net):
   for ours, reference in zip(stepped, whole):
     assert ours.shape == reference.shape
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+class RecordedProgress:
+  """Stands in for `cnnjax.progress.Progress`: records the description, total and each update;
+  the last one made is `RecordedProgress.last`."""
+
+  last = None
+
+  def __init__(self, description, total, unit='item', **_):
+    self.description, self.total, self.unit, self.updates = description, total, unit, []
+    RecordedProgress.last = self
+
+  def update(self, count=1):
+    self.updates.append(count)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    pass
+
+
+def test_the_visualize_job_computes_lucid_patterns_in_steps_as_one_call_would(net, monkeypatch):
+  """The job's Lucid progress steps: 6 Adam steps, 2 a call (3 calls), the spectra and Adam's
+  state carried from call to call, give the images and objectives of one call over 6 steps."""
+  from cnnjax.visualize import job  # pylint: disable=import-outside-toplevel
+  model, variables = net
+  monkeypatch.setattr(job, 'LUCID_STEPS_PER_CALL', 2)
+  monkeypatch.setattr(job, 'Progress', RecordedProgress)
+  key = jax.random.key(5)
+  recipe = dict(size=12, channels=3, steps=6, learning_rate=0.05,
+                preprocess=job.UNIT_PREPROCESS['none'])
+  stepped = job.lucid_with_progress(SimpleNamespace(model=model, variables=variables), 'conv2', 3,
+                                    key, **recipe)
+  assert RecordedProgress.last.total == 6 and RecordedProgress.last.updates == [2, 2, 2]
+  whole = fp.lucid_filter_patterns(model, variables, 'conv2', jnp.arange(3), key, **recipe)
+  for ours, reference in zip(stepped, whole):
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+  # Equal calls: the largest divisor of the steps that fits, one compilation.
+  assert [job.steps_per_call(s, 32) for s in (128, 512, 100, 127, 7)] == [32, 32, 25, 1, 7]

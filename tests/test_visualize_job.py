@@ -14,7 +14,7 @@ from cnnjax.errors import ConfigError, DataError
 from cnnjax.models import MODELS
 from cnnjax.models.convnet import ConvNet
 from cnnjax.training.train import train_and_evaluate
-from cnnjax.visualize import job
+from cnnjax.visualize import figures, job, overlay
 from cnnjax.weights import keras_h5, registry
 from cnnjax.weights.registry import WeightTable
 
@@ -37,6 +37,25 @@ def quick(config, data_config):
   return config
 
 
+def decode_png(path):
+  """A figure's pixels, (H, W, 3) uint8, decoded by PIL."""
+  with open(path, 'rb') as f:
+    assert f.read(8) == PNG, path
+  with Image.open(path) as image:
+    assert image.format == 'PNG', path
+    return np.asarray(image.convert('RGB'))
+
+
+def assert_drawn(path):
+  """The PNG decodes to a figure of some size, and not a blank one: beyond its titles, at least a
+  tenth of it differs from the background (its corner's colour). Returns its pixels."""
+  pixels = decode_png(path)
+  assert min(pixels.shape[:2]) >= 100, (path, pixels.shape)
+  drawn = np.any(pixels != pixels[0, 0], axis=-1).mean()
+  assert drawn > 0.1, f'{path} is blank: {drawn:.1%} drawn'
+  return pixels
+
+
 def assert_pngs(workdir, written):
   with open(os.path.join(workdir, 'figures.json')) as f:
     listed = json.load(f)
@@ -44,8 +63,7 @@ def assert_pngs(workdir, written):
                     for section, paths in written.items()}
   for paths in written.values():
     for path in paths:
-      with open(path, 'rb') as f:
-        assert f.read(8) == PNG, path
+      assert_drawn(path)
 
 
 @pytest.mark.slow  # Trains for an epoch, then draws 21 figures: about 1.5 min on 2 CPU cores.
@@ -104,37 +122,166 @@ TINY_TABLE = WeightTable(
     preprocess={'keras_legacy_h5': 'caffe'})
 
 
+def known_answer_weights():
+  """The tiny model with a known answer: a red and a green detector feed the classes.
+
+  conv1's channel 0 is R - G - B at the kernel's centre (1 on red, 0 after the ReLU on grey or
+  green), channel 1 is G - R - B; conv2's channels 0 and 1 pass them on, unchanged. Class 0 scores
+  10 (mean red - mean green), class 1 the opposite, and classes 2-4 weigh nothing (bias -5). The
+  other channels keep `tiny_weights`' random values, which no class reads.
+  """
+  params = tiny_weights()
+  for layer, inputs in (('conv1', ((1, -1, -1), (-1, 1, -1))),
+                        ('conv2', ((1, 0, 0, 0), (0, 1, 0, 0)))):
+    kernel, bias = params[layer]['kernel'].copy(), params[layer]['bias'].copy()
+    kernel[..., :2], bias[:2] = 0, 0
+    kernel[1, 1, :, 0], kernel[1, 1, :, 1] = inputs
+    params[layer] = {'kernel': kernel, 'bias': bias}
+  kernel = np.zeros((6, 5), np.float32)
+  kernel[:2, :2] = [[10, -10], [-10, 10]]
+  params['predictions'] = {'kernel': kernel, 'bias': np.array([0, 0, -5, -5, -5], np.float32)}
+  return params
+
+
+def known_answer_photo(path):
+  """A grey 64x64 photo with a red square in the top-right quadrant and a smaller green one in
+  the bottom-left (the job resizes it to 32x32: red rows 2-13, cols 18-29)."""
+  pixels = np.full((64, 64, 3), 128, np.uint8)
+  pixels[4:28, 36:60] = (255, 0, 0)
+  pixels[40:56, 8:24] = (0, 255, 0)
+  Image.fromarray(pixels).save(path)
+  return str(path)
+
+
+def centroid(heat):
+  """The (row, column) of a map's centre of heat, in fractions of its height and width."""
+  heat = np.asarray(heat, np.float64)
+  assert heat.ndim == 2 and heat.sum() > 0
+  rows, cols = np.indices(heat.shape) + 0.5
+  return (float((rows * heat).sum() / heat.sum() / heat.shape[0]),
+          float((cols * heat).sum() / heat.sum() / heat.shape[1]))
+
+
+def assert_top_right(heat):
+  row, col = centroid(heat)
+  assert row < 0.4 and col > 0.6, f'heat centred at ({row:.2f}, {col:.2f}), not top right'
+
+
+def assert_bottom_left(heat):
+  row, col = centroid(heat)
+  assert row > 0.6 and col < 0.4, f'heat centred at ({row:.2f}, {col:.2f}), not bottom left'
+
+
+def tiles(grid, size, count, margin=0):
+  """The first `count` size x size tiles of a row of tiles `margin` pixels apart."""
+  return [grid[:size, k * (size + margin):k * (size + margin) + size] for k in range(count)]
+
+
 def test_pretrained_weights_and_a_photo(tmp_path, monkeypatch, capsys, tiny_config):
+  """The pretrained path on a model and photo with a known answer: the arrays behind each figure
+  and the decoded figures put the class evidence where the weights do (red: class 0, top right;
+  green: class 1, bottom left), the activation grids hold the channels asked for, the filter
+  patterns are patterns."""
   monkeypatch.setitem(MODELS, 'tiny_pretrained', TINY_PRETRAINED)
   monkeypatch.setitem(registry._TABLES, 'tiny_pretrained', TINY_TABLE)  # pylint: disable=protected-access
-  photo = str(tmp_path / 'photo.png')
-  pixels = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-  Image.fromarray(pixels).save(photo)
+  drawn = {}  # The arrays the figures are drawn from, by figure function.
+
+  def recorded(module, name):
+    original = getattr(module, name)
+
+    def record(*args, **kwargs):
+      drawn.setdefault(name, []).append((args, kwargs))
+      return original(*args, **kwargs)
+    monkeypatch.setattr(module, name, record)
+
+  for name in ('plot_activation_grid', 'plot_filter_patterns', 'plot_heatmap_and_overlay',
+               'plot_class_maps'):
+    recorded(figures, name)
+  recorded(overlay, 'superimpose')  # Its heatmaps: those of the CAM figures.
   config = quick(load_config('visualize_vgg16'), tiny_config.data)
   config.model.name = 'tiny_pretrained'
   config.model.num_outputs = 5
   v = config.visualize
   v.weights = str(tmp_path / 'weights.h5')
-  write_weights_h5(v.weights, tiny_weights())
-  v.image = photo
+  write_weights_h5(v.weights, known_answer_weights())
+  v.image = photo = known_answer_photo(tmp_path / 'photo.png')
   v.image_size = 32
   v.preprocess = 'none'
   v.activation_layers = ()
+  v.activation_channels = 3
+  v.filter_layers = ('conv2',)
+  v.filter_count, v.filter_size, v.lucid = 4, 0, False
   v.cam_layer = ''
-  v.cam_methods = ('grad_cam',)
-  v.sections = ('convolution', 'activations', 'class_activation_maps')
+  v.cam_methods = ('cam', 'grad_cam', 'score_cam')
+  v.sections = ('convolution', 'activations', 'filter_patterns', 'class_activation_maps')
   workdir = str(tmp_path / 'visualize')
   written = job.run(config, workdir)
   out = capsys.readouterr().out
   assert 'skipping the convolution demos' not in out  # Switched off in the VGG16 config.
   assert f'with the weights of {v.weights} on {photo}' in out
-  assert sorted(written) == ['activations', 'class_activation_maps']
+  assert sorted(written) == ['activations', 'class_activation_maps', 'filter_patterns']
   assert [os.path.basename(p) for p in written['activations']] == [
       '00_input.png', '01_conv1.png', '02_pool1.png', '03_conv2.png', 'conv1_channel_3.png']
   assert_pngs(workdir, written)
+
+  # Activations: 3 channels a layer, as asked; the red detector lights the top right, the green
+  # one the bottom left.
+  grids = drawn['plot_activation_grid']
+  assert [args[1].split(' (')[0] for args, _ in grids] == ['conv1', 'pool1', 'conv2']
+  for (grid, title, _), kwargs in grids:
+    size = {'conv1': 30, 'pool1': 15, 'conv2': 13}[title.split(' ')[0]]
+    assert kwargs['tile'] == (size, size) and np.asarray(grid).shape == (size, 3 * size), title
+    red, green, other = tiles(np.asarray(grid, np.float64), size, 3)
+    assert other.max() > 0, title  # Drawn, not the black of a missing tile.
+    assert_top_right(red - red.min())
+    assert_bottom_left(green - green.min())
+
+  # Filter patterns: 4 tiles (of a row of 8) that are patterns, each its own; the rest black.
+  ((grid, title, _), _), = drawn['plot_filter_patterns']
+  assert title.startswith('tiny_pretrained conv2: filters 0-3, gradient ascent')
+  grid = np.asarray(grid)
+  assert grid.shape == (32, 8 * 32 + 7 * 5, 3)
+  patterns = tiles(grid, 32, 8, margin=5)
+  assert all(np.ptp(pattern) > 0 for pattern in patterns[:4])
+  assert len({pattern.tobytes() for pattern in patterns[:4]}) == 4
+  assert all(not pattern.any() for pattern in patterns[4:])
+
+  # Class activation maps: every method's heat on the red square (class 0, predicted), none on
+  # the green one for CAM and Grad-CAM (negative evidence there: zero after the ReLU).
+  heat = [np.asarray(args[1]) for args, _ in drawn['superimpose']]
+  assert [h.shape for h in heat] == [(1, 32, 32)] * 3 + [(1, 5, 32, 32)]
+  for method, maps in zip(v.cam_methods, heat):
+    assert 0 <= maps.min() and 0.5 < maps.max() <= 1 + 1e-6, method  # Scaled to [0, 1].
+    assert_top_right(maps[0])
+    if method != 'score_cam':
+      assert not maps[0, 16:, :16].any(), method
+  ((reference, _, title, path), _), = drawn['plot_heatmap_and_overlay']
+  assert title.startswith('Grad-CAM of conv2') and title.endswith('class 0 (0.78)')
+  reference = np.asarray(reference)
+  assert reference.shape == (13, 13)  # conv2's resolution.
+  assert_top_right(reference)
+  assert reference.min() == 0 and not reference[7:, :6].any()
+  # One map per class: class 1's on the green square; classes 2-4 weigh nothing, and show none.
+  ((_, _, names, probabilities, _, _), _), = drawn['plot_class_maps']
+  assert list(names) == [f'class {c}' for c in range(5)]
+  assert probabilities[0] > probabilities[1] > max(probabilities[2:])
+  per_class = heat[3][0]
+  assert_top_right(per_class[0])
+  assert_bottom_left(per_class[1])
+  assert not per_class[2:].any()
+  # The reference figure as decoded: the heatmap panel (the viridis colours of the left half) is
+  # yellow, its maximum, in its top right.
+  pixels = decode_png(path).astype(int)
+  left = pixels[:, :pixels.shape[1] // 2]
+  panel = np.argwhere(left.max(-1) - left.min(-1) > 40)
+  (top, first), (bottom, last) = panel.min(0), panel.max(0) + 1
+  yellow = np.all(np.abs(left[top:bottom, first:last] - (253, 231, 37)) < 30, axis=-1)
+  assert 0.1 < yellow.mean() < 0.4  # The red square's share of conv2's map: 6 x 6 of 13 x 13.
+  assert_top_right(yellow)
+
   variables = job.pretrained_variables(TINY_PRETRAINED(), 'tiny_pretrained', v.weights,
                                        (32, 32, 3))
-  jax.tree.map(np.testing.assert_array_equal, variables['params'], tiny_weights())
+  jax.tree.map(np.testing.assert_array_equal, variables['params'], known_answer_weights())
   with pytest.raises(DataError, match='no pretrained-weight loader'):
     job.pretrained_variables(TINY_PRETRAINED(), 'resnet', v.weights, (32, 32, 3))
 

@@ -15,6 +15,8 @@ one map per image and class, at the layer's resolution:
 - LayerCAM (Jiang et al. 2021): sum over channels of relu(gradient) x activation.
 - Score-CAM (Wang et al. 2020): no gradients; each channel, upsampled and scaled to [0, 1], masks
   the image, and the model's probability for the class on the masked image is the channel's weight.
+  Its forward passes (one per image and channel) can run a few channels per call, under a
+  progress bar (`channels_per_call`).
 - Eigen-CAM (Muhammad & Yeasin 2020): no class; the projection of A onto its first principal
   direction (the first right singular vector of A reshaped to (h w, C)). The sign of a singular
   vector is arbitrary; it is fixed so that the map sums to a non-negative value, i.e. points the
@@ -47,6 +49,7 @@ import numpy as np
 
 from cnnjax.errors import ConfigError
 from cnnjax.models.layer_outputs import layer_outputs, layer_types
+from cnnjax.progress import Progress
 from cnnjax.visualize.layer_probe import apply_perturbed, zeros_like_layer
 
 Variables = Mapping[str, Any]
@@ -287,27 +290,79 @@ def channel_masks(features: jax.Array, size: tuple[int, int]) -> jax.Array:
   return jnp.where(spread > 0, (masks - low) / jnp.where(spread > 0, spread, 1.0), 0.0)
 
 
-def score_cam_map(model: nn.Module, variables: Variables, images: jax.Array, features: jax.Array,
-                  targets: jax.Array, batch_size: int = 32) -> jax.Array:
-  """sum_k p_c(image x mask_k) A_k: channels weighted by the class probability of masked images.
+def masked_probabilities(model: nn.Module, variables: Variables, images: jax.Array,
+                         features: jax.Array, channels: jax.Array,
+                         batch_size: int = 32) -> jax.Array:
+  """Score-CAM's forward passes: the class probabilities of each image masked by each of
+  `channels` of the layer's `features` (`channel_masks`), (N, K, classes).
 
-  The C masked copies of each image run through the model `batch_size` at a time (`lax.map`), one
-  image after another, so memory stays at one batch of masked images.
+  The K masked copies of each image run through the model `batch_size` at a time (`lax.map`), one
+  image after another, so memory stays at one batch of masked images; a channel's mask depends on
+  that channel only, so the channels can run in any groups.
   """
-  masks = channel_masks(features, images.shape[1:3])
-
-  def probabilities_of_masked(image, image_masks):
-    masked = image[None] * jnp.moveaxis(image_masks, -1, 0)[..., None]  # (C, H, W, channels)
-    return jax.lax.map(lambda x: class_probabilities(model.apply(variables, x[None]))[0], masked,
-                       batch_size=batch_size)  # (C, classes)
+  masks = channel_masks(jnp.take(features, channels, axis=-1), images.shape[1:3])
 
   def one_image(args):
-    image, image_masks, image_features, image_targets = args
-    probabilities = probabilities_of_masked(image, image_masks)
-    weights = probabilities[:, image_targets]  # (C,) or (C, K)
+    image, image_masks = args
+    masked = image[None] * jnp.moveaxis(image_masks, -1, 0)[..., None]  # (K, H, W, channels)
+    return jax.lax.map(lambda x: class_probabilities(model.apply(variables, x[None]))[0], masked,
+                       batch_size=batch_size)  # (K, classes)
+
+  return jax.lax.map(one_image, (images, masks))
+
+
+def weigh_by_probabilities(features: jax.Array, probabilities: jax.Array,
+                           targets: jax.Array) -> jax.Array:
+  """sum_k p_c(image x mask_k) A_k from `masked_probabilities` (N, C, classes) of every channel."""
+
+  def one_image(image_features, image_probabilities, image_targets):
+    weights = image_probabilities[:, image_targets]  # (C,) or (C, K)
     return jnp.einsum('hwc,c...->...hw', image_features, weights)
 
-  return jax.lax.map(one_image, (images, masks, features, targets))
+  return jax.vmap(one_image)(features, probabilities, targets)
+
+
+def score_cam_map(model: nn.Module, variables: Variables, images: jax.Array, features: jax.Array,
+                  targets: jax.Array, batch_size: int = 32) -> jax.Array:
+  """sum_k p_c(image x mask_k) A_k: channels weighted by the class probability of masked images,
+  every channel's forward passes at once (`masked_probabilities`)."""
+  channels = jnp.arange(features.shape[-1])
+  probabilities = masked_probabilities(model, variables, images, features, channels, batch_size)
+  return weigh_by_probabilities(features, probabilities, targets)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'layer'))
+def _layer_features(model, variables, images, targets, *, layer):
+  """The layer's features, the targets (each image's top class for None) and the probabilities."""
+  outputs, features = apply_perturbed(model, variables, images, layer)
+  if targets is None:
+    targets = jnp.argmax(class_scores(outputs), axis=-1)
+  return features, targets, class_probabilities(outputs)
+
+
+_masked_probabilities = jax.jit(masked_probabilities, static_argnames=('model', 'batch_size'))
+_weigh_by_probabilities = jax.jit(weigh_by_probabilities)
+
+
+def _score_cam_in_calls(model, variables, images, targets, *, layer, batch_size,
+                        channels_per_call):
+  """Score-CAM with the masked images of `channels_per_call` channels per jitted call (the last
+  padded with repeats of the last channel: one compilation) under a progress bar."""
+  features, targets, probabilities = _layer_features(model, variables, images, targets,
+                                                     layer=layer)
+  count = features.shape[-1]
+  per_call = min(channels_per_call, count)
+  parts = []
+  with Progress(f'Score-CAM of {layer}', images.shape[0] * count, 'masked image') as progress:
+    for first in range(0, count, per_call):
+      channels = np.minimum(np.arange(first, first + per_call), count - 1)
+      done = min(per_call, count - first)
+      part = _masked_probabilities(model, variables, images, features, jnp.asarray(channels),
+                                   batch_size=batch_size)
+      parts.append(jax.block_until_ready(part[:, :done]))  # Counted once done, not dispatched.
+      progress.update(images.shape[0] * done)
+  maps = _weigh_by_probabilities(features, jnp.concatenate(parts, axis=1), targets)
+  return maps, targets, probabilities
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'method', 'layer', 'dense_layer',
@@ -317,9 +372,8 @@ def _maps(model, variables, images, targets, *, method, layer, dense_layer, batc
     features, grads, targets, outputs = features_and_gradients(model, variables, images, layer,
                                                                targets)
     return _GRADIENT_MAPS[method](features, grads), targets, class_probabilities(outputs)
-  outputs, features = apply_perturbed(model, variables, images, layer)
-  if targets is None:
-    targets = jnp.argmax(class_scores(outputs), axis=-1)
+  features, targets, probabilities = _layer_features(model, variables, images, targets,
+                                                     layer=layer)
   if method == 'cam':
     maps = cam_map(features, variables['params'][dense_layer]['kernel'], targets)
   elif method == 'score_cam':
@@ -328,14 +382,16 @@ def _maps(model, variables, images, targets, *, method, layer, dense_layer, batc
     maps = eigen_cam_map(features)
     if targets.ndim == 2:
       maps = jnp.broadcast_to(maps[:, None], (*targets.shape, *maps.shape[1:]))
-  return maps, targets, class_probabilities(outputs)
+  return maps, targets, probabilities
 
 
 def class_activation_maps(model: nn.Module, variables: Variables, images: jax.Array,
                           targets: Any = 'predicted', *, method: str = 'grad_cam',
                           layer: str | None = None, dense_layer: str | None = None,
-                          batch_size: int = 32) -> ClassActivationMaps:
-  """Class activation maps of a batch of images, by any of `METHODS`, in one jitted call.
+                          batch_size: int = 32,
+                          channels_per_call: int = 0) -> ClassActivationMaps:
+  """Class activation maps of a batch of images, by any of `METHODS`, in one jitted call (Score-CAM
+  with `channels_per_call`: in several).
 
   Args:
     model: a Flax Linen model whose layers are direct, named submodules, returning (N, classes)
@@ -348,6 +404,9 @@ def class_activation_maps(model: nn.Module, variables: Variables, images: jax.Ar
     layer: the convolution layer; None for the last one (for CAM: the one before the pooling).
     dense_layer: CAM only: the dense layer after the pooling; None for the last layer.
     batch_size: Score-CAM only: masked images per forward pass.
+    channels_per_call: Score-CAM only: 0 runs every channel's masked images in the one call; a
+      positive number runs them that many channels per jitted call, under a progress bar
+      (`cnnjax.progress`), with the same maps.
 
   Returns:
     The raw maps at the layer's resolution, with their targets and the model's probabilities.
@@ -365,7 +424,13 @@ def class_activation_maps(model: nn.Module, variables: Variables, images: jax.Ar
     layer, dense_layer = cam_layers(model, variables, images, layer, dense_layer)
   elif layer is None:
     layer = last_conv_layer(model, variables, images)
-  # A layer the model lacks fails while `_maps` is traced, naming the model's layers.
+  # A layer the model lacks fails while `_maps` (or `_layer_features`) is traced, naming the
+  # model's layers.
+  if method == 'score_cam' and channels_per_call > 0:
+    maps, targets, probabilities = _score_cam_in_calls(
+        model, variables, images, targets, layer=layer, batch_size=batch_size,
+        channels_per_call=channels_per_call)
+    return ClassActivationMaps(maps, targets, probabilities, layer, method)
   maps, targets, probabilities = _maps(model, variables, images, targets, method=method,
                                        layer=layer, dense_layer=dense_layer,
                                        batch_size=batch_size)

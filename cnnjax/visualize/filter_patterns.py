@@ -16,7 +16,9 @@ are multiplied by it.
 
 `lucid_filter_patterns` is the higher-quality mode of Olah et al. (Lucid): the image lives in a
 decorrelated Fourier space (`image_parameterization`), is randomly jittered, scaled and rotated at
-every step (`transform_robustness`), and is optimized with Adam.
+every step (`transform_robustness`), and is optimized with Adam. Its pieces (`lucid_start`,
+`lucid_steps`, `lucid_images`) let a caller run the steps a few per call, carrying the spectra and
+Adam's state from one call to the next, with the result of the one call.
 
 Both work for any model whose layers are direct, named children: the forward pass stops at the
 layer (`layer_probe.apply_until`), so a pattern can be larger than the images the model saw.
@@ -37,6 +39,8 @@ from cnnjax.visualize.layer_probe import apply_until
 
 Variables = Mapping[str, Any]
 Preprocess = Callable[[jax.Array], jax.Array]
+# The state of a Lucid optimization between steps: the spectra and Adam's state.
+LucidCarry = tuple[jax.Array, optax.OptState]
 
 
 def filter_activation(model: nn.Module, variables: Variables, images: jax.Array, layer: str,
@@ -141,6 +145,66 @@ def _identity(images: jax.Array) -> jax.Array:
   return images
 
 
+def lucid_start(key: jax.Array, count: int, *, size: int, channels: int, steps: int,
+                learning_rate: float = 0.05) -> tuple[LucidCarry, jax.Array]:
+  """Where the Lucid optimization of `count` filters starts: (spectra, Adam's state) and the key
+  of each step's transforms, (steps,) keys.
+
+  The spectra of all the filters are drawn together, from the first half of `key`; the step keys
+  come from the second half, so running the steps in several calls changes neither.
+  """
+  init_key, transform_key = jax.random.split(key)
+  spectrum = image_parameterization.init_spectrum(init_key, count, size, size, channels)
+  return (spectrum, optax.adam(learning_rate).init(spectrum)), jax.random.split(transform_key,
+                                                                                steps)
+
+
+@functools.partial(jax.jit, static_argnames=('size', 'decorrelate'))
+def lucid_images(spectrum: jax.Array, *, size: int, decorrelate: bool = True) -> jax.Array:
+  """The images (K, S, S, C) in [0, 1] of the Lucid parameterization's spectra."""
+  return image_parameterization.spectrum_to_image(spectrum, size, size, decorrelate)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'model', 'layer', 'size', 'learning_rate', 'preprocess', 'decorrelate', 'transforms',
+    'pre_activation'))
+def lucid_steps(model: nn.Module, variables: Variables, layer: str, filter_indices: jax.Array,
+                carry: LucidCarry, step_keys: jax.Array, *, size: int,
+                learning_rate: float = 0.05, preprocess: Preprocess = _identity,
+                decorrelate: bool = True, transforms: bool = True,
+                pre_activation: bool = True) -> tuple[LucidCarry, jax.Array]:
+  """Adam steps of the Lucid optimization, one per key of `step_keys` (`lax.scan`).
+
+  Takes and returns the carry (spectra, Adam's state) of `lucid_start`, so that the steps can run
+  a few per call (the visualize job's progress) with the result of one call. The arguments are
+  those of `lucid_filter_patterns`.
+
+  Returns:
+    (the carry after the steps, the objective before each step (K, len(step_keys))).
+  """
+  filter_indices = jnp.asarray(filter_indices)
+  optimizer = optax.adam(learning_rate)
+
+  def loss_fn(spectrum, step_key):
+    images = lucid_images(spectrum, size=size, decorrelate=decorrelate)
+    if transforms:
+      images = transform_robustness.robust_transform(step_key, images)
+    outputs = apply_until(model, variables, preprocess(images), layer, pre_activation)
+    # The filters are independent: the sum of their mean activations has, for each image, the
+    # gradient of its own filter's objective.
+    activations = jax.vmap(lambda out, k: out[..., k].mean())(outputs, filter_indices)
+    return -activations.sum(), activations
+
+  def step(carry, step_key):
+    spectrum, opt_state = carry
+    grads, activations = jax.grad(loss_fn, has_aux=True)(spectrum, step_key)
+    updates, opt_state = optimizer.update(grads, opt_state, spectrum)
+    return (optax.apply_updates(spectrum, updates), opt_state), activations
+
+  carry, activations = jax.lax.scan(step, carry, step_keys)
+  return carry, activations.T
+
+
 @functools.partial(jax.jit, static_argnames=(
     'model', 'layer', 'size', 'channels', 'steps', 'learning_rate', 'preprocess', 'decorrelate',
     'transforms', 'pre_activation'))
@@ -151,6 +215,8 @@ def lucid_filter_patterns(model: nn.Module, variables: Variables, layer: str,
                           transforms: bool = True,
                           pre_activation: bool = True) -> tuple[jax.Array, jax.Array]:
   """Feature visualization of many filters as in Lucid: Fourier, decorrelated, robust, Adam.
+
+  One jitted call: `lucid_start`, all the `lucid_steps`, `lucid_images`.
 
   Args:
     model: a Flax Linen model whose layers are direct, named submodules.
@@ -175,33 +241,13 @@ def lucid_filter_patterns(model: nn.Module, variables: Variables, layer: str,
     (images (K, S, S, C) in [0, 1], the objective before each step (K, steps)).
   """
   filter_indices = jnp.asarray(filter_indices)
-  count = filter_indices.shape[0]
-  init_key, transform_key = jax.random.split(key)
-  params = image_parameterization.init_spectrum(init_key, count, size, size, channels)
-  optimizer = optax.adam(learning_rate)
-
-  def images_of(spectrum):
-    return image_parameterization.spectrum_to_image(spectrum, size, size, decorrelate)
-
-  def loss_fn(spectrum, step_key):
-    images = images_of(spectrum)
-    if transforms:
-      images = transform_robustness.robust_transform(step_key, images)
-    outputs = apply_until(model, variables, preprocess(images), layer, pre_activation)
-    # The filters are independent: the sum of their mean activations has, for each image, the
-    # gradient of its own filter's objective.
-    activations = jax.vmap(lambda out, k: out[..., k].mean())(outputs, filter_indices)
-    return -activations.sum(), activations
-
-  def step(carry, step_key):
-    spectrum, opt_state = carry
-    grads, activations = jax.grad(loss_fn, has_aux=True)(spectrum, step_key)
-    updates, opt_state = optimizer.update(grads, opt_state, spectrum)
-    return (optax.apply_updates(spectrum, updates), opt_state), activations
-
-  step_keys = jax.random.split(transform_key, steps)
-  (params, _), activations = jax.lax.scan(step, (params, optimizer.init(params)), step_keys)
-  return images_of(params), activations.T
+  carry, step_keys = lucid_start(key, filter_indices.shape[0], size=size, channels=channels,
+                                 steps=steps, learning_rate=learning_rate)
+  (spectrum, _), activations = lucid_steps(
+      model, variables, layer, filter_indices, carry, step_keys, size=size,
+      learning_rate=learning_rate, preprocess=preprocess, decorrelate=decorrelate,
+      transforms=transforms, pre_activation=pre_activation)
+  return lucid_images(spectrum, size=size, decorrelate=decorrelate), activations
 
 
 def to_uint8(images: jax.Array) -> jax.Array:

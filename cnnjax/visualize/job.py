@@ -78,6 +78,10 @@ PREDICTIONS_FILE = 'predictions.json'
 
 # Filter patterns computed per jitted call (`filter_pattern_figures`): one step of its progress.
 FILTERS_PER_CALL = 8
+# At most this many Adam steps of the Lucid mode per jitted call: one step of its progress.
+LUCID_STEPS_PER_CALL = 32
+# Channels whose masked images one jitted Score-CAM call runs: one step of its progress.
+SCORE_CAM_CHANNELS_PER_CALL = 32
 
 
 @dataclasses.dataclass
@@ -490,10 +494,44 @@ def patterns_with_progress(subject: Subject, layer: str, count: int, key: jax.Ar
       done = min(FILTERS_PER_CALL, count - first)
       part = filter_patterns.filter_patterns(subject.model, subject.variables, layer,
                                              jnp.asarray(indices), key, **recipe)
-      parts.append(jax.tree.map(lambda x, done=done: x[:done], part))
+      # Waited for: JAX returns before the work is done, and the bar would run ahead of it.
+      parts.append(jax.block_until_ready(jax.tree.map(lambda x, done=done: x[:done], part)))
       progress.update(done)
   images, losses = (jnp.concatenate(arrays) for arrays in zip(*parts))
   return images, losses
+
+
+def steps_per_call(steps: int, most: int) -> int:
+  """The largest divisor of `steps` not above `most`: equal calls, so one compilation."""
+  return max(d for d in range(1, min(steps, most) + 1) if steps % d == 0)
+
+
+def lucid_with_progress(subject: Subject, layer: str, count: int, key: jax.Array, *, size: int,
+                        channels: int, steps: int, learning_rate: float,
+                        preprocess: Callable[[jax.Array], jax.Array]
+                        ) -> tuple[jax.Array, jax.Array]:
+  """`filter_patterns.lucid_filter_patterns` of filters 0..count-1, its Adam steps a few per
+  jitted call (`steps_per_call` of LUCID_STEPS_PER_CALL) under a progress bar. The spectra and
+  Adam's state go from one call to the next, and all the filters start together as in one call,
+  so the result is one call's.
+  """
+  if steps < 1:
+    raise ConfigError(f'visualize.lucid_steps={steps} must be 1 or more (Adam steps of the Lucid '
+                      'mode); set visualize.lucid=False to skip that mode')
+  indices = jnp.arange(count)
+  carry, step_keys = filter_patterns.lucid_start(key, count, size=size, channels=channels,
+                                                 steps=steps, learning_rate=learning_rate)
+  per_call = steps_per_call(steps, LUCID_STEPS_PER_CALL)
+  parts = []
+  with Progress(f'lucid patterns of {layer}', steps, 'step') as progress:
+    for first in range(0, steps, per_call):
+      carry, objective = filter_patterns.lucid_steps(
+          subject.model, subject.variables, layer, indices, carry,
+          step_keys[first:first + per_call], size=size, learning_rate=learning_rate,
+          preprocess=preprocess)
+      parts.append(jax.block_until_ready(objective))  # Counted once done, not once dispatched.
+      progress.update(per_call)
+  return filter_patterns.lucid_images(carry[0], size=size), jnp.concatenate(parts, axis=1)
 
 
 def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
@@ -530,10 +568,10 @@ def filter_pattern_figures(subject: Subject, config, out_dir: str) -> list[str]:
     if v.lucid:
       start = time.perf_counter()
       lucid_size = v.lucid_size or size
-      images, activations_seen = filter_patterns.lucid_filter_patterns(
-          subject.model, subject.variables, layer, jnp.arange(count), jax.random.fold_in(key, 1),
-          size=lucid_size, channels=channels, steps=v.lucid_steps,
-          learning_rate=v.lucid_learning_rate, preprocess=subject.unit_preprocess)
+      images, activations_seen = lucid_with_progress(
+          subject, layer, count, jax.random.fold_in(key, 1), size=lucid_size, channels=channels,
+          steps=v.lucid_steps, learning_rate=v.lucid_learning_rate,
+          preprocess=subject.unit_preprocess)
       grid = filter_patterns.pattern_grid(filter_patterns.to_uint8(images), v.filter_columns,
                                           v.filter_margin)
       written.append(figures.plot_filter_patterns(
@@ -600,7 +638,8 @@ def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
     try:
       result = cam.class_activation_maps(subject.model, subject.variables, subject.images,
                                          method=method, layer=layer,
-                                         batch_size=v.score_cam_batch_size)
+                                         batch_size=v.score_cam_batch_size,
+                                         channels_per_call=SCORE_CAM_CHANNELS_PER_CALL)
     except ConfigError as e:
       if method != 'cam':
         raise
@@ -641,7 +680,8 @@ def cam_figures(subject: Subject, config, out_dir: str) -> list[str]:
     classes = np.argsort(-np.asarray(scores), kind='stable')[:min(v.cam_top_classes, num_classes)]
   per_class = cam.class_activation_maps(subject.model, subject.variables, subject.images[:1],
                                         classes[None], method=method, layer=reference.layer,
-                                        batch_size=v.score_cam_batch_size)
+                                        batch_size=v.score_cam_batch_size,
+                                        channels_per_call=SCORE_CAM_CHANNELS_PER_CALL)
   class_overlays = overlay.superimpose(subject.display[:1, None], cam.heatmaps(per_class, size),
                                        v.cam_intensity, v.cam_overlay)[0]
   written.append(figures.plot_class_maps(
