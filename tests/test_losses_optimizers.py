@@ -62,6 +62,38 @@ def test_rmsprop_is_keras_rmsprop():
   np.testing.assert_allclose(updates['w'], expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize('name,momentum,nesterov', [('sgd', 0.0, False), ('sgd', 0.9, False),
+                                                     ('sgd', 0.9, True), ('adam', 0.0, False),
+                                                     ('adamw', 0.0, False)])
+def test_sgd_adam_and_adamw_step_as_pytorch_does(name, momentum, nesterov):
+  """Three updates with changing gradients equal torch.optim's: SGD with its momentum buffer
+  (the first step's buffer is the gradient), Nesterov, Adam's bias corrections and epsilon, L2
+  weight decay in the gradient for SGD and Adam, AdamW's decoupled decay (lr * wd * param)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  config = base_config().train
+  config.optimizer, config.learning_rate, config.weight_decay = name, 0.1, 0.05
+  config.momentum, config.nesterov = momentum, nesterov
+  tx = create_optimizer(config, steps_per_epoch=3)
+  start = np.array([0.7, -1.3, 0.02], np.float32)
+  gradients = [np.array(g, np.float32) for g in ([0.5, -2.0, 1e-3], [0.1, 0.3, -0.2],
+                                                [-0.4, 1.5, 0.0])]
+  reference = torch.nn.Parameter(torch.tensor(start))
+  optimizer = {'sgd': lambda p: torch.optim.SGD(p, lr=0.1, momentum=momentum, nesterov=nesterov,
+                                                weight_decay=0.05),
+               'adam': lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.05),
+               'adamw': lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.05)}[name]([reference])
+  params = {'w': jnp.asarray(start)}
+  state = tx.init(params)
+  for g in gradients:
+    updates, state = tx.update({'w': jnp.asarray(g)}, state, params)
+    params = optax.apply_updates(params, updates)
+    reference.grad = torch.tensor(g)
+    optimizer.step()
+    # Within float rounding (the steps are 0.1 in size; a missing bias correction, epsilon or
+    # decay term moves them by 1e-3 or more).
+    np.testing.assert_allclose(params['w'], reference.detach().numpy(), rtol=1e-6, atol=2e-6)
+
+
 def test_schedules():
   config = base_config().train
   config.epochs, config.learning_rate = 10, 0.1
