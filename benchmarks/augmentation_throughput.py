@@ -6,7 +6,9 @@ book's arguments, then the Keras-layers and torchvision vocabularies), and side 
 own: the legacy `ImageDataGenerator(...).flow` (NumPy + scipy, one image at a time, which the
 1st edition uses) and Keras 3's RandomFlip + RandomRotation + RandomZoom layers called on the
 batch (JAX backend; the 2nd edition's stack). Prints one line per measurement and a header with
-the date, machine and versions.
+the date, machine, versions and load average (again at the end: other jobs slow XLA's threads
+more than SciPy's single one). The process runs as Python starts it (XLA's default YNNPACK
+fusions, glibc's default malloc), not as launch.py runs.
 
     python benchmarks/augmentation_throughput.py [--batch 32] [--size 150] [--steps 20]
 """
@@ -109,7 +111,7 @@ def main() -> None:
   print(f'# jax {jax.__version__}  keras {keras.__version__} ({keras.backend.backend()} backend)  '
         f'scipy {scipy.__version__}  numpy {np.__version__}  python {platform.python_version()}')
   print(f'# batch {args.batch} of {args.size}x{args.size}x3 float32; best of {args.repeats} x '
-        f'{args.steps} batches')
+        f'{args.steps} batches; load average {os.getloadavg()}')
 
   device_images = jax.device_put(images)
   base_key = jax.random.key(0)
@@ -153,6 +155,8 @@ def main() -> None:
     for kind in kinds:
       cost = '' if kind == 'none' else f'   cost {1 - rates[kind] / rates["none"]:.1%}'
       report(f'train step cats_vs_dogs_150, augment {kind}', rates[kind], cost)
+  print(f'# {datetime.datetime.now().isoformat(timespec="seconds")}  load average '
+        f'{os.getloadavg()}')
 
 
 if __name__ == '__main__':

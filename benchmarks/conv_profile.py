@@ -2,14 +2,16 @@
 
 For a registered model and batch: the whole jitted forward pass and forward + backward
 (`jax.value_and_grad` of the mean logit), then every Conv2D on its own at its input shape: its
-forward, its kernel gradient and its input gradient (each a jitted `jax.vjp`), in milliseconds,
-best of `--repeats` (this per-layer table only for the convnets: a sequence of named 3x3 layers;
-a BatchNorm model such as `resnet18` gets the whole passes in evaluation mode and the operation
-list below). This is the profile behind the speed notes in the README: on XLA:CPU a
-convolution's two gradients cost several times its forward.
+forward, its kernel gradient and its input gradient (each a jitted `jax.vjp` of the layer with its
+bias and ReLU, so each gradient column includes the forward pass that the ReLU's mask needs), in
+milliseconds, best of `--repeats` (this per-layer table only for the convnets: a sequence of
+named 3x3 layers; a BatchNorm model such as `resnet18` gets the whole passes in evaluation mode
+and the operation list below). This is the profile behind the speed notes in the README: on
+XLA:CPU a convolution's two gradients cost several times its forward.
 
     python benchmarks/conv_profile.py [--model small_convnet --size 28 --channels 1 --batch 64]
     python benchmarks/conv_profile.py --model cats_vs_dogs_150 --size 150 --channels 3 --batch 32
+    python benchmarks/conv_profile.py --implementations lax,im2col,taps --layers conv1,conv2
 
 Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.training.steps.train_step`,
 RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
@@ -26,6 +28,7 @@ import functools
 import glob
 import gzip
 import json
+import os
 import re
 import tempfile
 import time
@@ -117,10 +120,13 @@ def main() -> None:
   parser.add_argument('--repeats', type=int, default=10)
   parser.add_argument('--implementations', default='auto,lax',
                       help='Conv2D implementations to time each conv layer with')
+  parser.add_argument('--layers', default='',
+                      help='comma-separated conv layers to time (default: every one)')
   parser.add_argument('--ops', type=int, default=0,
                       help='then list this many XLA operations of the train step by time')
   args = parser.parse_args()
   print(machine_description())
+  print(f'load average at the start: {os.getloadavg()}')
   model = create_model(ml_collections.ConfigDict({'name': args.model}))
   images = jax.random.uniform(jax.random.key(0), (args.batch, args.size, args.size, args.channels))
   variables = jax.jit(model.init)(jax.random.key(1), images)
@@ -147,7 +153,7 @@ def main() -> None:
         f'{"d input":>9s}  (ms)')
   for (i, name), implementation in ((item, impl) for item in enumerate(names)
                                     for impl in args.implementations.split(',')):
-    if types[name] != 'Conv2D':
+    if types[name] != 'Conv2D' or (args.layers and name not in args.layers.split(',')):
       continue
     x = images if i == 0 else outputs[names[i - 1]]
     params = variables['params'][name]
@@ -166,6 +172,7 @@ def main() -> None:
   if args.ops:
     outputs = jax.eval_shape(forward, variables['params'], images).shape[-1]
     op_profile(model, images, outputs, args.ops, args.repeats)
+  print(f'load average at the end: {os.getloadavg()}')
 
 
 if __name__ == '__main__':

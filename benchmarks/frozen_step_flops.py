@@ -1,20 +1,28 @@
-"""XLA's FLOP count of the VGG16 transfer train step: everything trainable, the base frozen, and a
+"""XLA's FLOP count of a VGG transfer train step: everything trainable, the base frozen, and a
 hand-written step that differentiates only the head.
 
     python benchmarks/frozen_step_flops.py [--out benchmarks/results/frozen-step-flops.json]
+    python benchmarks/frozen_step_flops.py --also vgg16_fine_tuning
+    python benchmarks/frozen_step_flops.py --config transfer_feature_extraction_augment \
+        --also transfer_fine_tuning
 
-The model and batch of configs/vgg16_feature_extraction.py (VGG16's base + Dense256-Dropout-
-Dense1 at 150x150, batch 20, RMSprop). Nothing runs: each step is traced with abstract arrays,
-compiled, and its `cost_analysis()['flops']` read. Two more steps differentiate every parameter
-and drop the base's gradients (by hand, or through `optax.partition`'s `set_to_zero` alone): XLA
-prunes the unused backward pass by itself, so their counts equal the frozen step's. That is why a FLOP count alone cannot show that cnnjax's step
-differentiates only the trainable parameters (tests/test_freeze.py checks that directly, by
-watching what `jax.value_and_grad` is given); what the count shows is that a frozen base costs
-what the head-only step costs.
+The model and batch of `--config` (a module of configs/; by default vgg16_feature_extraction:
+VGG16's base + Dense256-Dropout-Dense1 at 150x150, batch 20, RMSprop; transfer_* configs:
+vgg_small at 28x28x1, batch 32), with the base frozen by that config's `train.param_groups`;
+`--also` adds the step under other configs' param_groups (the fine-tuning ones, with the last
+block unfrozen), on the same model and batch. The head is `dense1` and `predictions`, as in both
+VGG transfer models. Nothing runs: each step is traced with abstract arrays, compiled, and its
+`cost_analysis()['flops']` read. Two more steps differentiate every parameter and drop the base's
+gradients (by hand, or through `optax.partition`'s `set_to_zero` alone): XLA prunes the unused
+backward pass by itself, so their counts equal the frozen step's. That is why a FLOP count alone
+cannot show that cnnjax's step differentiates only the trainable parameters (tests/test_freeze.py
+checks that directly, by watching what `jax.value_and_grad` is given); what the count shows is
+that a frozen base costs what the head-only step costs.
 """
 
 import argparse
 import functools
+import importlib
 import json
 import os
 import sys
@@ -26,7 +34,6 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from configs import vgg16_feature_extraction  # pylint: disable=wrong-import-position
 from cnnjax.models import create_model  # pylint: disable=wrong-import-position
 from cnnjax.training.losses import get_objective  # pylint: disable=wrong-import-position
 from cnnjax.training.optimizers import create_optimizer  # pylint: disable=wrong-import-position
@@ -44,9 +51,13 @@ def flops(compiled) -> float:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--config', default='vgg16_feature_extraction',
+                      help='a module of configs/ whose model, batch and param_groups to count')
+  parser.add_argument('--also', default='',
+                      help='comma-separated configs whose param_groups to count the step with too')
   parser.add_argument('--out', default='')
   args = parser.parse_args()
-  config = vgg16_feature_extraction.get_config()
+  config = importlib.import_module(f'configs.{args.config}').get_config()
   model = create_model(config.model)
   shape = tuple(config.model.input_shape)
   batch_size = config.train.batch_size
@@ -77,6 +88,12 @@ def main() -> None:
   # set to zero by optax.partition): XLA prunes the base's backward pass here too.
   counts['every parameter differentiated, optax.partition zeroes the base'] = flops(
       step.lower(state(tx, ()), batch).compile())
+  for name in (n for n in args.also.split(',') if n):
+    other = importlib.import_module(f'configs.{name}').get_config().train
+    groups = param_groups(other)
+    counts[f'{name}\'s param_groups {tuple(other.param_groups)}'] = flops(step.lower(state(
+        create_optimizer(other, steps_per_epoch=100), frozen_paths(params, groups)),
+        batch).compile())
 
   head = ('dense1', 'predictions')
   plain_tx = optax.rmsprop(config.train.learning_rate)
@@ -105,8 +122,11 @@ def main() -> None:
     counts[name] = flops(jax.jit(fn).lower(params, opt_state, batch, key).compile())
   result = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
             'machine': machine_description(), 'jax': jax.__version__,
-            'workload': f'vgg16_transfer at {shape}, batch {batch_size}, RMSprop',
-            'gflop_per_step': {k: round(v / 1e9, 1) for k, v in counts.items()},
+            'command': 'python benchmarks/frozen_step_flops.py ' + ' '.join(sys.argv[1:]),
+            'workload': (f'{config.model.name} at {shape}, batch {batch_size}, RMSprop; base '
+                         f'frozen by {args.config}\'s param_groups '
+                         f'{tuple(config.train.param_groups)}'),
+            'gflop_per_step': {k: float(f'{v / 1e9:.4g}') for k, v in counts.items()},
             'seconds': round(time.time() - started, 1)}
   print(json.dumps(result, indent=2))
   if args.out:

@@ -3,11 +3,12 @@
 XLA:CPU allocates every output buffer of a computation with `posix_memalign`, from its worker
 threads. glibc serves a large request there by a fresh `mmap` and returns it to the system on
 `free`, so every step of a jitted function writes its large outputs into new pages, each one a
-page fault: a 90 MB activation (cats_vs_dogs_150's first convolution, batch 32) took 21,904
-faults and 33 ms to write where the same loop into reused memory took 6 ms (2-core AMD EPYC,
-glibc 2.36, 2026-11-24). With glibc's `glibc.malloc.hugetlb=1` tunable, malloc asks the kernel for
-transparent huge pages (`madvise`), 2 MiB at a time: 900 faults and 11 ms for the same buffer,
-and the train steps ran faster: cats_vs_dogs_150 1.24x, small_convnet 1.06x (README, Speed).
+page fault: a 90 MB activation (cats_vs_dogs_150's first convolution, batch 32) took 21,905
+faults and 40 ms to write where the same loop over the donated input took 9 ms. With glibc's
+`glibc.malloc.hugetlb=1` tunable, malloc asks the kernel for transparent huge pages (`madvise`),
+2 MiB at a time: 443 faults and 16 ms for the same buffer (`python benchmarks/huge_pages.py`,
+its output benchmarks/results/huge-pages-2026-11-30.json: 2-core Intel Xeon, glibc 2.36, other
+jobs running). What that gives the train steps: README, Speed.
 
 glibc reads its tunables from the GLIBC_TUNABLES variable once, when the process starts, so
 `launch.py` calls `restart_with_huge_pages` first thing (through `xla_cpu.run_as_launched`): it
