@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from machine import machine_description
+from machine import machine_description, report
 
 SHAPE = (32, 148, 148, 32)
 
@@ -91,11 +91,7 @@ def main() -> None:
       'calls': args.calls, 'rounds': args.rounds,
       'per_setting': settings,
   }
-  text = json.dumps(result, indent=2)
-  print(text)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(text + '\n')
+  report(result, args.out)
 
 
 if __name__ == '__main__':

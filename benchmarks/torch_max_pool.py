@@ -17,7 +17,6 @@ after, the versions and the timings.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from cnnjax.data.idx import FASHION_MNIST_DIR, load_idx_split
-from machine import machine_description
+from machine import machine_description, report
 
 
 def small_convnet() -> torch.nn.Module:
@@ -119,11 +118,7 @@ def main() -> None:
       'small_convnet_images_per_second': {name: round(args.batch / ms * 1e3)
                                           for name, ms in step_best.items()},
   }
-  text = json.dumps(result, indent=2)
-  print(text)
-  if args.out:
-    with open(args.out, 'w') as f:
-      f.write(text + '\n')
+  report(result, args.out)
 
 
 if __name__ == '__main__':
