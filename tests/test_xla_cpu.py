@@ -40,8 +40,8 @@ def test_auto_convolution_follows_the_flag_and_the_channels(monkeypatch):
   assert convolution.resolve('auto', 1) == 'taps'
   assert convolution.resolve('auto', 3) == 'lax'
   assert convolution.resolve('im2col', 3) == 'im2col'
-  monkeypatch.setattr(jax, 'process_count', lambda: 2)  # JAX's distributed runtime.
-  assert convolution.resolve('auto', 1) == 'lax'
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)  # JAX's distributed runtime: the same.
+  assert convolution.resolve('auto', 1) == 'taps'
   monkeypatch.setattr(jax, 'process_count', lambda: 1)
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert convolution.resolve('auto', 1) == 'lax'
