@@ -1,7 +1,7 @@
 """A tiny BatchNorm convnet for the tests of everything a model's variables go through.
 
 Conv(4) - BatchNorm - ReLU - Conv(6) - BatchNorm - ReLU - global average - Dense(3), called the
-way cnnjax's models call Flax's `nn.BatchNorm` (`use_running_average` as a call argument, an
+way cnnjax's models call `layers.BatchNorm` (`use_running_average` as a call argument, an
 `axis_name` field for pmap), with a base / head split for cached-feature training. The same
 forward pass is written out in NumPy (`reference_logits`), so tests can check which statistics
 each BatchNorm layer normalized with.
@@ -34,7 +34,7 @@ class TinyBatchNormNet(nn.Module):
       for name, features in (('1', 4), ('2', 6)):
         x = layers.Conv2D(features, (3, 3), padding='SAME', activation=None, use_bias=False,
                           name=f'conv{name}')(x)
-        x = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+        x = layers.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                          axis_name=self.axis_name, name=f'bn{name}')(
                              x, use_running_average=not train)
         x = nn.relu(x)

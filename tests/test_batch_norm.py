@@ -62,6 +62,42 @@ def logits_loss(logits, labels):
   return float(jnp.sum(OBJECTIVE.loss(jnp.asarray(logits, jnp.float32), labels)))
 
 
+@pytest.mark.parametrize('fields', [{}, {'use_scale': False, 'momentum': 0.9, 'epsilon': 1e-3},
+                                    {'dtype': jnp.bfloat16}])
+def test_cnnjax_batch_norm_is_flaxs_with_its_sums_as_products(fields):
+  """`layers.BatchNorm` (training-mode sums as matrix products on the CPU, its gradient written
+  out) against Flax's own code: outputs, moving averages and the gradients of the scale, bias
+  and input, on a batch whose channels have different means and spreads."""
+  x = (jax.random.normal(jax.random.key(0), (6, 9, 9, 5)) * jnp.arange(1.0, 6.0)
+       + jnp.arange(-2.0, 3.0))
+  ours, flax_bn = layers.BatchNorm(**fields), nn.BatchNorm(**fields)
+  variables = flax_bn.init(jax.random.key(1), x, use_running_average=False)
+  assert (jax.tree.structure(ours.init(jax.random.key(1), x, use_running_average=False))
+          == jax.tree.structure(variables))
+  variables = jax.tree.map(lambda v: v + jax.random.uniform(jax.random.key(2), v.shape), variables)
+
+  def run(module):
+    def loss(params, x):
+      y, updates = module.apply({**variables, 'params': params}, x, use_running_average=False,
+                                mutable=['batch_stats'])
+      return jnp.sum(jnp.sin(y.astype(jnp.float32)) * jnp.arange(5.0)), (y, updates)
+    (_, (y, updates)), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        variables['params'], x)
+    return y, updates, grads
+
+  (y, updates, grads), (ref_y, ref_updates, ref_grads) = run(ours), run(flax_bn)
+  assert y.dtype == ref_y.dtype
+  tolerance = 1e-2 if fields.get('dtype') == jnp.bfloat16 else 1e-5
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(ref_y, np.float32),
+                             rtol=tolerance, atol=tolerance)
+  for a, b in zip(jax.tree.leaves((updates, grads)), jax.tree.leaves((ref_updates, ref_grads))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # The products are what ran: the layer's jaxpr holds its hand-written gradient.
+  jaxpr = str(jax.make_jaxpr(lambda v: ours.apply(v, x, use_running_average=False,
+                                                 mutable=['batch_stats']))(variables))
+  assert 'custom_vjp' in jaxpr
+
+
 def test_the_state_carries_batch_stats_and_a_model_without_has_none():
   state = create_train_state(TinyBatchNormNet(), optax.sgd(0.1), SHAPE, seed=0)
   assert set(state.batch_stats) == {'bn1', 'bn2'}

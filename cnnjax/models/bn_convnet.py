@@ -11,7 +11,7 @@ the repository).
 
 Layers are named conv{stage}_{i}, pool{stage}, bn{stage}_{i}, flatten, dropout and predictions
 (stages and convolutions counted from 1), so any layer's output can be asked for by name.
-BatchNorm is Flax's (`flax.linen.BatchNorm`), called as `bn(x, use_running_average=not train)`
+BatchNorm is `layers.BatchNorm` (Flax's), called as `bn(x, use_running_average=not train)`
 so that the train step can freeze it (`cnnjax.training.steps.frozen_batch_norm`), with
 `axis_name` for pmap (`Parallel.adapt_model`).
 
@@ -74,7 +74,7 @@ class BNConvNet(nn.Module):
                           name=f'conv{stage}_{i}')(x)
         if i == 1:
           x = layers.MaxPooling2D(name=f'pool{stage}')(x)
-        x = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype,
+        x = layers.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype,
                          axis_name=self.axis_name,
                          name=f'bn{stage}_{i}')(x, use_running_average=not train)
         x = nn.relu(x)

@@ -150,7 +150,7 @@ class _FlaxBuilders:
     x = layers.Conv2D(filters, (rows, cols), strides=(strides, strides), padding=padding.upper(),
                       activation=None, use_bias=False, dtype=m.dtype,
                       name=self.names('conv2d'))(x)
-    x = nn.BatchNorm(use_scale=False, momentum=m.bn_momentum, epsilon=m.bn_epsilon,
+    x = layers.BatchNorm(use_scale=False, momentum=m.bn_momentum, epsilon=m.bn_epsilon,
                      axis_name=m.axis_name, dtype=m.dtype, use_fast_variance=False,
                      name=self.names('batch_normalization'))(x, use_running_average=not self.train)
     return layers.Activation('relu', name=self.names('activation'))(x)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax.models import convolution
+from cnnjax.models import normalization
 from cnnjax.rng import example_keys
 
 Dtype = Any
@@ -107,6 +108,53 @@ class Conv2D(nn.Module):
       bias = self.param('bias', nn.initializers.zeros, (self.features,), self.param_dtype)
       y = y + bias.astype(self.dtype)
     return _activation(self.activation)(y)
+
+
+# Whether `BatchNorm` computes its training-mode sums as matrix products on the CPU
+# (`cnnjax.models.normalization`); False runs Flax's own code everywhere (read when a model is
+# traced; benchmarks/batch_norm_sums.py compares the two).
+BATCH_NORM_SUMS_AS_PRODUCTS = True
+
+
+class BatchNorm(nn.BatchNorm):
+  """Flax's `nn.BatchNorm`: the same fields, variables and results; on the CPU, training mode
+  computes its per-channel sums as matrix products (`cnnjax.models.normalization`), which
+  XLA:CPU runs many times faster than its reductions over (N, H, W).
+
+  Inference mode, masks, feature axes other than the last, `axis_index_groups`, the exact
+  variance and accelerators take Flax's own code.
+  """
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    use_running_average = nn.merge_param('use_running_average', self.use_running_average,
+                                         use_running_average)
+    if (use_running_average or mask is not None or self.is_initializing()
+        or not BATCH_NORM_SUMS_AS_PRODUCTS or jax.default_backend() != 'cpu'
+        or self.axis not in (-1, x.ndim - 1)
+        or self.axis_index_groups is not None or not self.use_fast_variance
+        or not self.force_float32_reductions):
+      return super().__call__(x, use_running_average, mask=mask)
+    features = x.shape[-1]
+    moving_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32),
+                                (features,))
+    moving_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32),
+                               (features,))
+    params = []
+    scale = jnp.ones((features,), jnp.float32)
+    if self.use_scale:
+      scale = self.param('scale', self.scale_init, (features,), self.param_dtype)
+      params.append(scale)
+    bias = jnp.zeros((features,), jnp.float32)
+    if self.use_bias:
+      bias = self.param('bias', self.bias_init, (features,), self.param_dtype)
+      params.append(bias)
+    rows = x.reshape(-1, features).astype(jnp.promote_types(x.dtype, jnp.float32))
+    y, mean, var = normalization.batch_normalize(rows, scale, bias, self.epsilon, self.axis_name)
+    moving_mean.value = self.momentum * moving_mean.value + (1 - self.momentum) * mean
+    moving_var.value = self.momentum * moving_var.value + (1 - self.momentum) * var
+    dtype = nn.dtypes.canonicalize_dtype(x, *params, dtype=self.dtype)
+    return y.reshape(x.shape).astype(dtype)
 
 
 class Dense(nn.Module):

@@ -17,7 +17,7 @@ As torchvision builds it:
   the 3x3 stride-2 max-pooling `padding=1` -> ((1, 1), (1, 1)) padded with -inf, every 3x3
   convolution ((1, 1), (1, 1)). lax's 'SAME' would pad the stem (2, 3) and the pooling (0, 1) on
   an even input: same shapes, different outputs.
-- Every convolution is bias-free; BatchNorm (Flax's `nn.BatchNorm`) epsilon 1e-5 and momentum
+- Every convolution is bias-free; BatchNorm (`layers.BatchNorm`, Flax's) epsilon 1e-5 and momentum
   0.9 in Flax's convention, `ra = m * ra + (1 - m) * batch`: torch's `momentum=0.1` is 1 - m.
 - Convolution kernels start from He-normal on the fan-out (torch's `kaiming_normal_(mode=
   'fan_out', nonlinearity='relu')`), BatchNorm from scale 1, offset 0; `fc` from Glorot-uniform
@@ -88,10 +88,10 @@ class _Layer(nn.Module):
                          use_bias=False, dtype=self.dtype, kernel_init=CONV_INIT,
                          implementation=self.conv_implementation, name=name)
 
-  def batch_norm(self, name: str) -> nn.BatchNorm:
-    """Flax's BatchNorm; call it as `bn(x, use_running_average=not train)`."""
-    return nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                        axis_name=self.axis_name, dtype=self.dtype, name=name)
+  def batch_norm(self, name: str) -> layers.BatchNorm:
+    """`layers.BatchNorm` (Flax's); call it as `bn(x, use_running_average=not train)`."""
+    return layers.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                            axis_name=self.axis_name, dtype=self.dtype, name=name)
 
   def settings(self) -> dict[str, Any]:
     return dict(dtype=self.dtype, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,

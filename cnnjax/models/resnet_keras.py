@@ -131,7 +131,7 @@ class ResNet50Keras(nn.Module):
                            name=name)(x)
 
     def batch_norm(x, name):
-      bn = nn.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+      bn = layers.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                         axis_name=self.axis_name, dtype=self.dtype,
                         use_fast_variance=False, name=name)
       return bn(x, use_running_average=not train)
