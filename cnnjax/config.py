@@ -39,6 +39,17 @@ def base_config() -> ml_collections.ConfigDict:
   data.strict = False          # True: an undecodable photo is an error, not skipped (warning).
   data.cache_dir = ''          # Where decoded image-folder arrays are cached ('': no cache).
   data.decode_workers = 0      # Parallel photo decoding threads; 0: one per CPU core.
+  # Image folders larger than memory are read from disk batch by batch (cnnjax/data/streaming.py,
+  # grain): 'true' streams, 'false' decodes everything into memory, 'auto' streams when the
+  # decoded uint8 images (files x height x width x channels) exceed memory_budget_mb. Streaming
+  # needs data.image_size; the batches are those of the in-memory path.
+  data.streaming = 'auto'
+  data.memory_budget_mb = 8192.0
+  data.streaming_workers = 2   # grain worker processes decoding (0: in the training process).
+  # Streamed training batches only: torchvision's RandomResizedCrop at decode, from the full-size
+  # photo, before the resize to image_size: (scale low, high, ratio low, high), e.g. (0.08, 1.0,
+  # 0.75, 1.333); () for none. Validation and test images are resized whole.
+  data.random_resized_crop = ()
   # Class selection and per-class counts (cnnjax/data/subsets.py), applied after loading:
   data.classes = ()            # Labels to keep, relabelled 0, 1, ... in this order; (): all.
   data.per_class = (0, 0, 0)   # (train, validation, test) examples per class, drawn seeded by

@@ -25,6 +25,7 @@ BATCH_NORM_CONFIG_COUNTS = {
     'resnet18_feature_extraction': ('11,186,625', '513', '11,186,112'),
     'resnet18_fine_tuning': ('11,186,625', '8,394,241', '2,792,384'),
     'resnet18_end_to_end': ('11,186,625', '11,177,025', '9,600'),
+    'imagenet_resnet50': ('25,610,152', '25,557,032', '53,120'),
     'fashion_mnist_8class_resnet': ('78,296', '77,624', '672'),
     'fashion_mnist_speedrun': ('61,378', '61,042', '336'),
     'transfer_resnet_fashion_mnist': ('77,841', '77,169', '672'),

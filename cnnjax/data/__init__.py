@@ -5,20 +5,29 @@ set or from a directory tree of photos with one folder per class (`cnnjax.data.i
 carves the validation set, checks the labels and returns everything as in-memory
 `ArrayDataset`s that keep 8-bit pixels and divide them by data.pixel_scale batch by batch. The
 batching and prefetching helpers live in `cnnjax.data.pipeline` and are re-exported here.
+
+An image folder too large for memory is streamed instead (`cnnjax.data.streaming`): data.streaming
+'true' always streams it, 'auto' streams when its decoded uint8 pixels (files x height x width x
+channels bytes) would exceed data.memory_budget_mb, 'false' never streams. A streamed data set gives
+the batches the in-memory one would (`batches` dispatches to it), read from disk by grain.
 """
 
 import dataclasses
 import os
 
+import numpy as np
+
 from cnnjax.data import idx
 from cnnjax.data import image_folder
 from cnnjax.data.pipeline import ArrayDataset
-from cnnjax.data.pipeline import batches
+from cnnjax.data.pipeline import batches as _in_memory_batches
 from cnnjax.data.pipeline import check_pixel_scale
 from cnnjax.data.pipeline import num_batches
 from cnnjax.data.pipeline import prefetch
 from cnnjax.data.pipeline import Prefetch
 from cnnjax.data.pipeline import split_validation
+from cnnjax.data import streaming
+from cnnjax.data.streaming import StreamingDataset
 from cnnjax.data.subsets import subsets_from_config
 from cnnjax.errors import ConfigError, DataError
 
@@ -30,6 +39,7 @@ __all__ = [
     'idx_class_names',
     'idx_data_dir',
     'Prefetch',
+    'StreamingDataset',
     'batches',
     'load_datasets',
     'num_batches',
@@ -47,7 +57,8 @@ _IDX_CLASS_NAMES = {'fashion_mnist': FASHION_MNIST_CLASS_NAMES, 'mnist': MNIST_C
 
 # Defaults of the photo fields, for data configs written before they existed.
 _PHOTO_DEFAULTS = {'image_size': (0, 0), 'color_mode': 'rgb', 'pixel_scale': 255.0,
-                   'strict': False, 'cache_dir': '', 'decode_workers': 0}
+                   'strict': False, 'cache_dir': '', 'decode_workers': 0, 'streaming': 'false',
+                   'memory_budget_mb': 8192, 'streaming_workers': 2, 'random_resized_crop': ()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +77,25 @@ class Datasets:
       names for those IDX files; None when unknown.
   """
 
-  train: ArrayDataset
-  validation: ArrayDataset
-  test: ArrayDataset
+  train: ArrayDataset | StreamingDataset
+  validation: ArrayDataset | StreamingDataset
+  test: ArrayDataset | StreamingDataset
   num_classes: int
   image_shape: tuple
   name: str
   class_names: tuple | None = None
+
+
+def batches(dataset, batch_size, **options):
+  """`pipeline.batches` for an in-memory data set, `StreamingDataset.batches` for a streamed one.
+
+  A streamed data set also takes `host=(process index, process count)` and then yields only that
+  process's rows of each batch.
+  """
+  if isinstance(dataset, StreamingDataset):
+    return dataset.batches(batch_size, **options)
+  options.pop('host', None)
+  return _in_memory_batches(dataset, batch_size, **options)
 
 
 def _photo_field(config, field):
@@ -211,6 +234,86 @@ def _load_image_folder(config):
   return splits, class_names
 
 
+def _streams(config):
+  """Whether data.streaming (with data.memory_budget_mb for 'auto') streams this data set."""
+  value = _photo_field(config, 'streaming')
+  # A string field ('auto' cannot share a typed ConfigDict field with booleans), so the command
+  # line's --config.data.streaming=True arrives as 'True'; booleans are taken too.
+  streaming = {'auto': 'auto', 'true': True, 'false': False}.get(str(value).lower())
+  if streaming is None:
+    raise ConfigError(
+        f"data.streaming = {value!r} must be 'auto' (stream when the decoded images exceed "
+        "data.memory_budget_mb), 'true' or 'false'.")
+  if streaming is False:
+    return False
+  if config.source != 'image_folder':
+    if streaming is True:
+      raise ConfigError(
+          f"data.streaming = {value!r} is supported for data.source = 'image_folder', not "
+          f"{config.source!r}; set data.streaming = 'false' (or 'auto') to load it into memory.")
+    return False
+  if streaming is True:
+    return True
+  size = image_folder.check_image_size(_photo_field(config, 'image_size'))
+  budget = _photo_field(config, 'memory_budget_mb')
+  if not isinstance(budget, (int, float)) or budget <= 0:
+    raise ConfigError(f'data.memory_budget_mb must be a positive number, got {budget!r}.')
+  if size is None or not os.path.isdir(config.dir):
+    return False  # Without an image size there is no estimate; the in-memory loader reports.
+  channels = image_folder.check_color_mode(_photo_field(config, 'color_mode'))
+  total = 0
+  for split in {config.train_split, config.test_split, config.val_split} - {''}:
+    split_dir = os.path.join(config.dir, split)
+    if os.path.isdir(split_dir):
+      total += sum(len(f) for f in image_folder.list_split(split_dir)[1])
+  return total * size[0] * size[1] * channels > budget * 2**20
+
+
+def _stream_image_folder(config, pixel_scale):
+  """The Datasets of an image folder read batch by batch (`cnnjax.data.streaming`)."""
+  if tuple(config.get('classes', ()) or ()) or any(config.get('per_class', ()) or ()):
+    raise ConfigError(
+        'data.classes / data.per_class select a subset in memory; with data.streaming they are '
+        "not supported. Set data.streaming = 'false' (a small subset fits in memory anyway).")
+  size, color_mode, workers = _photo_options(config)
+  if not config.dir:
+    raise ConfigError(
+        "data.dir is empty; for data.source = 'image_folder' it must be the root directory that "
+        'holds the split directories.')
+  roles = {'train': config.train_split, 'test': config.test_split}
+  if config.val_split:
+    roles['validation'] = config.val_split
+  listed, class_names = streaming.list_folder_splits(
+      config.dir, roles, image_size=size, color_mode=color_mode,
+      strict=bool(_photo_field(config, 'strict')), workers=workers,
+      limits={'train': _check_limit(config, 'limit_train'),
+              'test': _check_limit(config, 'limit_test')})
+  if len(class_names) != config.num_classes:
+    raise ConfigError(
+        f'data.num_classes = {config.num_classes}, but the image folder {config.dir} has '
+        f'{len(class_names)} class folders {list(class_names)}. Set data.num_classes = '
+        f'{len(class_names)}.')
+  stream_workers = _photo_field(config, 'streaming_workers')
+  if not isinstance(stream_workers, int) or stream_workers < 0:
+    raise ConfigError(f'data.streaming_workers must be 0 (decode in the training process) or '
+                      f'positive, got {stream_workers!r}.')
+  crop = streaming.check_crop(_photo_field(config, 'random_resized_crop'))
+  sets = {role: StreamingDataset(source, pixel_scale=pixel_scale, workers=stream_workers,
+                                 strict=bool(_photo_field(config, 'strict')),
+                                 crop=crop if role == 'train' else None)
+          for role, (source, _) in listed.items()}
+  if 'validation' not in sets:
+    # The carve of the in-memory path, on indices: the same examples are held out.
+    indices = np.arange(len(sets['train']))
+    (train_idx, _), (val_idx, _) = split_validation(
+        indices, sets['train'].labels, fraction=config.val_fraction, seed=config.seed)
+    sets['train'], sets['validation'] = (sets['train'].subset(train_idx, crop),
+                                         sets['train'].subset(val_idx))
+  return Datasets(train=sets['train'], validation=sets['validation'], test=sets['test'],
+                  num_classes=config.num_classes, image_shape=sets['train'].image_shape,
+                  name=config.name, class_names=tuple(class_names))
+
+
 def load_datasets(data_config):
   """Loads the train, validation and test sets described by the `data` config.
 
@@ -218,12 +321,14 @@ def load_datasets(data_config):
     data_config: ConfigDict with the fields source ('idx', 'tfds' or 'image_folder'), name, dir,
       train_split, test_split, val_split ('' carves validation data out of the training split),
       val_fraction, seed, num_classes, limit_train and limit_test (0 keeps every example), and
-      for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers, and
+      for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers,
+      streaming, memory_budget_mb and streaming_workers for an image folder read from disk, and
       classes and per_class for a small-data subset (`cnnjax.data.subsets`) (meanings in
       `cnnjax.config.base_config`; absent ones take their defaults).
 
   Returns:
-    The Datasets; their images read as float32 pixel values divided by data.pixel_scale.
+    The Datasets; their images read as float32 pixel values divided by data.pixel_scale. They
+    are `ArrayDataset`s, or `StreamingDataset`s for a streamed image folder.
 
   Raises:
     ConfigError: A config value is invalid.
@@ -239,6 +344,13 @@ def load_datasets(data_config):
   limit_train = _check_limit(config, 'limit_train')
   limit_test = _check_limit(config, 'limit_test')
   pixel_scale = check_pixel_scale(_photo_field(config, 'pixel_scale'))
+  if _streams(config):
+    return _stream_image_folder(config, pixel_scale)
+  if streaming.check_crop(_photo_field(config, 'random_resized_crop')):
+    raise ConfigError(
+        f'data.random_resized_crop = {tuple(config.random_resized_crop)} crops each photo as it '
+        "is decoded, which only streamed data do; set data.streaming = 'true', or () and a "
+        "device-side crop (augment.kind = 'torchvision').")
   loader = {'idx': _load_idx, 'tfds': _load_tfds, 'image_folder': _load_image_folder}
   splits, class_names = loader[config.source](config)
 

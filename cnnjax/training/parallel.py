@@ -108,12 +108,19 @@ class Parallel:
           f'{field}={batch_size} does not split evenly across {self.num_devices} devices '
           f"(train.parallel='{self.mode}'); use a multiple of {self.num_devices}")
 
+  def host(self) -> tuple[int, int]:
+    """(index, count) of this process among those sharing each global batch ((0, 1): alone)."""
+    if jax.process_count() == 1 or self.mode == 'single':
+      return 0, 1
+    return jax.process_index(), jax.process_count()
+
   def local_rows(self, batch: Batch) -> Batch:
     """This process's rows of a global batch (all of them on a single host)."""
-    if jax.process_count() == 1 or self.mode == 'single':
+    index, count = self.host()
+    if count == 1:
       return batch
-    n = len(batch['label']) // jax.process_count()
-    start = jax.process_index() * n
+    n = len(batch['label']) // count
+    start = index * n
     return {k: v[start:start + n] for k, v in batch.items()}
 
   def adapt_model(self, model: Any) -> Any:

@@ -63,15 +63,27 @@ from cnnjax.transfer.pretrained import init_from_pretrained
 EpochCallback = Callable[[int, history_lib.History], None]
 
 
-def evaluate(parallel: Parallel, state: TrainState, dataset: data_lib.ArrayDataset,
+def local_batches(parallel: Parallel, dataset: data_lib.ArrayDataset | data_lib.StreamingDataset,
+                  batch_size: int, **options):
+  """This process's rows of each batch: a streamed data set reads only those, an in-memory one
+  is cut (`Parallel.local_rows`)."""
+  if isinstance(dataset, data_lib.StreamingDataset):
+    return dataset.batches(batch_size, host=parallel.host(), **options)
+  return map(parallel.local_rows, data_lib.batches(dataset, batch_size, **options))
+
+
+def evaluate(parallel: Parallel, state: TrainState,
+             dataset: data_lib.ArrayDataset | data_lib.StreamingDataset,
              batch_size: int) -> dict[str, float]:
   """Mean loss and accuracy over a whole dataset (padded last batch masked out)."""
   sums = None
   with Progress('evaluating', len(dataset), 'image',
                 enabled=jax.process_index() == 0) as progress:
-    for batch in data_lib.prefetch(data_lib.batches(dataset, batch_size)):
-      progress.update(int(batch['mask'].sum()))
-      batch = parallel.place_batch(parallel.local_rows(batch))
+    for index, batch in enumerate(data_lib.prefetch(local_batches(parallel, dataset,
+                                                                   batch_size))):
+      # The global batch's examples (this process may hold only its rows of it).
+      progress.update(min(batch_size, len(dataset) - index * batch_size))
+      batch = parallel.place_batch(batch)
       sums = add_metrics(sums, parallel.eval_step(state, batch))
   return summarize(sums)
 
@@ -361,15 +373,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logged = partial.logged if partial and partial.logged else {
           'sums': None, 'step': epoch_start_step}
       logged_sums, logged_step, logged_time = logged['sums'], logged['step'], time.perf_counter()
-      train_batches = data_lib.batches(datasets.train, batch_size, shuffle=True,
-                                       seed=config.seed, epoch=epoch, drop_remainder=True,
-                                       first_batch=steps_done)
+      train_batches = local_batches(parallel, datasets.train, batch_size, shuffle=True,
+                                    seed=config.seed, epoch=epoch, drop_remainder=True,
+                                    first_batch=steps_done)
       for batch in data_lib.prefetch(train_batches):
         step = epoch_start_step + steps_done + 1
         if writer and step == profile_first:
           jax.profiler.start_trace(event_directory(workdir), create_perfetto_trace=True)
-        state, step_sums = parallel.train_step(state, parallel.place_batch(
-            parallel.local_rows(batch)))
+        state, step_sums = parallel.train_step(state, parallel.place_batch(batch))
         sums = add_metrics(sums, step_sums)
         progress.update(sums)
         steps_done += 1
