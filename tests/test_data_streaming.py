@@ -317,7 +317,7 @@ def test_training_on_a_streamed_folder_matches_the_in_memory_run_and_resumes_mid
 def test_two_processes_streaming_their_rows_match_one_process_in_memory(tmp_path):
   """JAX's distributed runtime on localhost: 2 processes x 1 CPU device, each streaming only its
   rows of every batch, against 1 process x 2 devices decoding the folder into memory."""
-  from test_parallel import LAUNCH, device_flag, free_port, read_run  # pylint: disable=g-import-not-at-top
+  from test_parallel import LAUNCH, assert_runs_agree, device_flag, free_port  # pylint: disable=g-import-not-at-top
   root = tmp_path / 'photos'
   for split, counts in (('train', (12, 12)), ('validation', (4, 4)), ('test', (4, 4))):
     write_folder(root, counts=counts, split=split, seed=len(split))  # ants and bees only.
@@ -343,14 +343,7 @@ def test_two_processes_streaming_their_rows_match_one_process_in_memory(tmp_path
   for p, (_, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
   assert 'sharded step on 2 device(s), 2 process(es)' in outputs[0][0]
-  (one_history, one_test), (two_history, two_test) = (read_run(tmp_path / 'one'),
-                                                      read_run(tmp_path / 'two'))
-  assert len(one_history) == len(two_history) == 2
-  for ours, reference in zip(two_history, one_history):
-    for key in ('loss', 'val_loss', 'accuracy', 'val_accuracy'):
-      assert ours[key] == pytest.approx(reference[key], rel=1e-5), key
-  for key in ('test_loss', 'test_accuracy'):
-    assert two_test[key] == pytest.approx(one_test[key], rel=1e-5), key
+  assert_runs_agree(tmp_path / 'one', tmp_path / 'two')
 
 
 @pytest.mark.slow

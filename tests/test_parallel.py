@@ -220,6 +220,18 @@ def read_run(workdir):
     return history, json.load(f)
 
 
+def assert_runs_agree(one, two, epochs=2, rel=1e-5):
+  """The runs in workdirs `one` and `two` agree in every history value and test metric."""
+  (one_history, one_test), (two_history, two_test) = read_run(one), read_run(two)
+  assert len(one_history) == len(two_history) == epochs
+  for ours, reference in zip(two_history, one_history):
+    for key in ('loss', 'val_loss', 'accuracy', 'val_accuracy'):
+      assert ours[key] == pytest.approx(reference[key], rel=rel), key
+  for key in ('test_loss', 'test_accuracy'):
+    assert two_test[key] == pytest.approx(one_test[key], rel=rel), key
+  return one_history
+
+
 @pytest.mark.slow
 def test_main_loop_on_4_devices_matches_one(one_process_run):
   """The training loop end to end with each wrapper reaches the same accuracy.
@@ -291,13 +303,7 @@ def test_two_processes_match_one_process_with_as_many_devices(tmp_path, one_proc
   assert 'test_accuracy:' in outputs[0][0] and 'test_accuracy:' not in outputs[1][0]
   assert f'{mode} step on 4 device(s), 2 process(es)' in outputs[0][0]
 
-  (one_history, one_test), (two_history, two_test) = read_run(one), read_run(tmp_path / 'two')
-  assert len(one_history) == len(two_history) == 2
-  for ours, reference in zip(two_history, one_history):
-    for key in ('loss', 'val_loss', 'accuracy', 'val_accuracy'):
-      assert ours[key] == pytest.approx(reference[key], rel=1e-5), key
-  for key in ('test_loss', 'test_accuracy'):
-    assert two_test[key] == pytest.approx(one_test[key], rel=1e-5), key
+  one_history = assert_runs_agree(one, tmp_path / 'two')
   one_params = load_run_variables(str(one))[0]['params']
   two_params = load_run_variables(str(tmp_path / 'two'))[0]['params']
   for name in one_params:

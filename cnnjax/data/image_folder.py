@@ -629,21 +629,19 @@ def prepare_destination(dest, split_names, overwrite):
   os.makedirs(dest, exist_ok=True)
 
 
-def load_splits(root, splits, **options):
-  """Reads and decodes several splits of an image folder, checking they share the classes.
+def list_splits(root, splits):
+  """The class folders and files of several splits of an image folder, checked to share classes.
 
   Args:
     root: Directory holding one directory per split.
     splits: {role: split directory name}, roles from SPLIT_FIELDS; 'train' is required.
-    **options: image_size, color_mode, strict, cache_dir, workers as `load_split` takes, and
-      limits: {role: limit} (absent or 0: all files).
 
   Returns:
-    {role: FolderSplit}.
+    {role: (split directory, class names, files per class)} (`list_split`'s lists).
 
   Raises:
     DataError: The root or a split directory is missing, or the splits' class folders differ
-      (all differences are listed), or as `load_split`.
+      (all differences are listed).
   """
   if not os.path.isdir(root):
     raise DataError(
@@ -652,7 +650,6 @@ def load_splits(root, splits, **options):
         'with one sub-folder of images per class; `python -m cnnjax.data.cats_vs_dogs` builds '
         'one from the Kaggle cats-vs-dogs files.'
     )
-  limits = options.pop('limits', {})
   split_dirs = {role: _split_dir(root, role, split) for role, split in splits.items()}
   listed = {role: (split_dir,) + list_split(split_dir) for role, split_dir in split_dirs.items()}
   train_names = listed['train'][1]
@@ -666,6 +663,25 @@ def load_splits(root, splits, **options):
         'split must hold the same class folders, since a label is the index of its folder name '
         'in sorted order.'
     )
+  return listed
+
+
+def load_splits(root, splits, **options):
+  """Reads and decodes several splits of an image folder, checking they share the classes.
+
+  Args:
+    root: Directory holding one directory per split.
+    splits: {role: split directory name}, roles from SPLIT_FIELDS; 'train' is required.
+    **options: image_size, color_mode, strict, cache_dir, workers as `load_split` takes, and
+      limits: {role: limit} (absent or 0: all files).
+
+  Returns:
+    {role: FolderSplit}.
+
+  Raises:
+    DataError: as `list_splits` and `load_split`.
+  """
+  limits = options.pop('limits', {})
   return {role: _decode_split(split_dir, names, files, limit=limits.get(role, 0), role=role,
                               **options)
-          for role, (split_dir, names, files) in listed.items()}
+          for role, (split_dir, names, files) in list_splits(root, splits).items()}

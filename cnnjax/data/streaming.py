@@ -411,32 +411,17 @@ def list_folder_split(split_dir, names, files, *, image_size, color_mode, strict
 
 
 def list_folder_splits(root, splits, *, limits=None, **options):
-  """Lists several splits of an image folder for streaming (the checks of `load_splits`).
+  """Lists several splits of an image folder for streaming (`image_folder.list_splits`, checked as
+  `load_splits` checks them).
 
   Returns:
     {role: (FolderSource, skipped)}, and the class names.
   """
-  # pylint: disable=protected-access
-  if not os.path.isdir(root):
-    raise DataError(
-        f'Image folder root {root} (data.dir) does not exist or is not a directory. Set data.dir '
-        'to a directory holding one directory per split, each with one sub-folder of images per '
-        'class.')
+  listed = image_folder.list_splits(root, splits)
   limits = limits or {}
-  split_dirs = {role: image_folder._split_dir(root, role, split) for role, split in splits.items()}
-  listed = {role: (d,) + image_folder.list_split(d) for role, d in split_dirs.items()}
-  train_names = listed['train'][1]
-  differences = [f'{d}: {image_folder._class_difference(names, train_names)}'
-                 for role, (d, names, _) in listed.items()
-                 if role != 'train' and names != train_names]
-  if differences:
-    raise DataError(
-        f'The split directories of {root} hold different class folders. Training classes: '
-        f'{list(train_names)}; ' + '; '.join(differences) + '. Every split must hold the same '
-        'class folders, since a label is the index of its folder name in sorted order.')
   return {role: list_folder_split(d, names, files, limit=limits.get(role, 0), role=role,
                                   **options)
-          for role, (d, names, files) in listed.items()}, train_names
+          for role, (d, names, files) in listed.items()}, listed['train'][1]
 
 
 def decoded_bytes(count, image_shape):
