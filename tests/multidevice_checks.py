@@ -70,8 +70,12 @@ def train(mode, num_steps, model='convnet'):
 def flat_params(parallel, state):
   """Every leaf the comparison covers: parameters, BatchNorm statistics, optimizer state, key."""
   state = jax.device_get(parallel.to_checkpoint(state))
-  tree = {'params': state.params, 'batch_stats': state.batch_stats, 'opt_state': state.opt_state,
-          'rng': state.rng}
+  return flat({'params': state.params, 'batch_stats': state.batch_stats,
+               'opt_state': state.opt_state, 'rng': state.rng})
+
+
+def flat(tree):
+  """{key path: the leaf's values as a list}, for JSON and comparison."""
   return {jax.tree_util.keystr(path): np.asarray(v).ravel().tolist()
           for path, v in jax.tree_util.tree_leaves_with_path(tree)}
 
@@ -129,9 +133,7 @@ def check_restore_as_saved(directory):
   state, _ = checkpoints.restore(checkpoints.latest_step())
   checkpoints.close()
   return {'devices': jax.device_count(),
-          'params': {jax.tree_util.keystr(path): np.asarray(v).ravel().tolist()
-                     for path, v in jax.tree_util.tree_leaves_with_path(
-                         {'params': state['params'], 'batch_stats': state['batch_stats']})}}
+          'params': flat({'params': state['params'], 'batch_stats': state['batch_stats']})}
 
 
 def check_bad_batch(mode):
