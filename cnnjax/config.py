@@ -39,10 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
   data.strict = False          # True: an undecodable photo is an error, not skipped (warning).
   data.cache_dir = ''          # Where decoded image-folder arrays are cached ('': no cache).
   data.decode_workers = 0      # Parallel photo decoding threads; 0: one per CPU core.
-  # Image folders larger than memory are read from disk batch by batch (cnnjax/data/streaming.py,
-  # grain): 'true' streams, 'false' decodes everything into memory, 'auto' streams when the
-  # decoded uint8 images (files x height x width x channels) exceed memory_budget_mb. Streaming
-  # needs data.image_size; the batches are those of the in-memory path.
+  # Image folders and TFDS data sets larger than memory are read from disk batch by batch
+  # (cnnjax/data/streaming.py, grain): 'true' streams, 'false' decodes everything into memory,
+  # 'auto' streams when the decoded uint8 images of all splits (examples x height x width x
+  # channels) exceed memory_budget_mb. An image folder streams only with data.image_size (a TFDS
+  # set without one keeps its stored shape); the batches are those of the in-memory path.
   data.streaming = 'auto'
   data.memory_budget_mb = 8192.0
   data.streaming_workers = 2   # grain worker processes decoding (0: in the training process).

@@ -6,10 +6,12 @@ carves the validation set, checks the labels and returns everything as in-memory
 `ArrayDataset`s that keep 8-bit pixels and divide them by data.pixel_scale batch by batch. The
 batching and prefetching helpers live in `cnnjax.data.pipeline` and are re-exported here.
 
-An image folder too large for memory is streamed instead (`cnnjax.data.streaming`): data.streaming
-'true' always streams it, 'auto' streams when its decoded uint8 pixels (files x height x width x
-channels bytes) would exceed data.memory_budget_mb, 'false' never streams. A streamed data set gives
-the batches the in-memory one would (`batches` dispatches to it), read from disk by grain.
+An image folder or a TFDS data set too large for memory is streamed instead
+(`cnnjax.data.streaming`): data.streaming 'true' always streams it, 'auto' streams when its decoded
+uint8 pixels (examples x height x width x channels bytes, over every split) would exceed
+data.memory_budget_mb, 'false' never streams. A streamed data set gives the batches the in-memory
+one would, read from disk by grain. `batches` serves both kinds, each process getting its own rows
+of every global batch.
 """
 
 import dataclasses
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 _SOURCES = ('idx', 'tfds', 'image_folder')
+_STREAMED_SOURCES = ('image_folder', 'tfds')
 
 # Label i of the Fashion-MNIST / MNIST IDX files is class i.
 FASHION_MNIST_CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
@@ -86,16 +89,32 @@ class Datasets:
   class_names: tuple | None = None
 
 
-def batches(dataset, batch_size, **options):
-  """`pipeline.batches` for an in-memory data set, `StreamingDataset.batches` for a streamed one.
+def batches(dataset, batch_size, *, host=(0, 1), **options):
+  """Iterates over process `host`'s rows of each batch of one epoch, for either kind of data set.
 
-  A streamed data set also takes `host=(process index, process count)` and then yields only that
-  process's rows of each batch.
+  Args:
+    dataset: An in-memory `ArrayDataset` or a `StreamingDataset`.
+    batch_size: Rows of the global batch (all processes together).
+    host: (process index, process count), as `Parallel.host()` gives it. Process i of n gets
+      rows [i*B/n, (i+1)*B/n) of every global batch (`streaming.host_rows`): a streamed data set
+      reads only those, an in-memory one builds the global batch and cuts them out.
+    **options: shuffle, seed, epoch, drop_remainder, first_batch, as `pipeline.batches` takes
+      them.
+
+  Returns:
+    An iterator of dicts with 'image', 'label' and 'mask' of B / n rows.
+
+  Raises:
+    ConfigError: As `pipeline.batches`, or the batch does not split evenly across the processes.
+      Raised at the call, not at the first `next`.
   """
   if isinstance(dataset, StreamingDataset):
-    return dataset.batches(batch_size, **options)
-  options.pop('host', None)
-  return _in_memory_batches(dataset, batch_size, **options)
+    return dataset.batches(batch_size, host=host, **options)
+  start, stop = streaming.host_rows(batch_size, host)
+  global_batches = _in_memory_batches(dataset, batch_size, **options)
+  if stop - start == batch_size:
+    return global_batches
+  return ({k: v[start:stop] for k, v in batch.items()} for batch in global_batches)
 
 
 def _photo_field(config, field):
@@ -235,46 +254,114 @@ def _load_image_folder(config):
 
 
 def _streams(config):
-  """Whether data.streaming (with data.memory_budget_mb for 'auto') streams this data set."""
+  """Whether data.streaming (with data.memory_budget_mb for 'auto') streams this data set.
+
+  For 'auto' the decoded size is estimated without decoding: an image folder's files are counted
+  (listed, not read), a TFDS split's examples are counted by opening it, and the image shape is
+  data.image_size's (a TFDS set without one: its first example's).
+  """
   value = _photo_field(config, 'streaming')
   # A string field ('auto' cannot share a typed ConfigDict field with booleans), so the command
   # line's --config.data.streaming=True arrives as 'True'; booleans are taken too.
-  streaming = {'auto': 'auto', 'true': True, 'false': False}.get(str(value).lower())
-  if streaming is None:
+  wanted = {'auto': 'auto', 'true': True, 'false': False}.get(str(value).lower())
+  if wanted is None:
     raise ConfigError(
         f"data.streaming = {value!r} must be 'auto' (stream when the decoded images exceed "
         "data.memory_budget_mb), 'true' or 'false'.")
-  if streaming is False:
+  if wanted is False:
     return False
-  if config.source != 'image_folder':
-    if streaming is True:
+  if config.source not in _STREAMED_SOURCES:
+    if wanted is True:
       raise ConfigError(
-          f"data.streaming = {value!r} is supported for data.source = 'image_folder', not "
+          f'data.streaming = {value!r} is supported for data.source in {_STREAMED_SOURCES}, not '
           f"{config.source!r}; set data.streaming = 'false' (or 'auto') to load it into memory.")
     return False
-  if streaming is True:
+  if wanted is True:
     return True
   size = image_folder.check_image_size(_photo_field(config, 'image_size'))
   budget = _photo_field(config, 'memory_budget_mb')
   if not isinstance(budget, (int, float)) or budget <= 0:
     raise ConfigError(f'data.memory_budget_mb must be a positive number, got {budget!r}.')
+  splits = {config.train_split, config.test_split, config.val_split} - {''}
+  if config.source == 'tfds':
+    total, image_shape = _tfds_examples(config, splits, size)
+  else:
+    total, image_shape = _folder_files(config, splits, size)
+  if image_shape is None:
+    return False  # No estimate; the in-memory loader reports what is wrong.
+  return streaming.decoded_bytes(total, image_shape) > budget * 2**20
+
+
+def _folder_files(config, splits, size):
+  """(files in the image folder's splits, decoded image shape or None when unknown)."""
   if size is None or not os.path.isdir(config.dir):
-    return False  # Without an image size there is no estimate; the in-memory loader reports.
+    return 0, None  # Without an image size there is no estimate.
   channels = image_folder.check_color_mode(_photo_field(config, 'color_mode'))
   total = 0
-  for split in {config.train_split, config.test_split, config.val_split} - {''}:
+  for split in splits:
     split_dir = os.path.join(config.dir, split)
     if os.path.isdir(split_dir):
       total += sum(len(f) for f in image_folder.list_split(split_dir)[1])
-  return total * size[0] * size[1] * channels > budget * 2**20
+  return total, (size[0], size[1], channels)
 
 
-def _stream_image_folder(config, pixel_scale):
-  """The Datasets of an image folder read batch by batch (`cnnjax.data.streaming`)."""
+def _tfds_examples(config, splits, size):
+  """(examples in the TFDS splits, decoded image shape or None when unknown); decodes at most
+  one image."""
+  from cnnjax.data import tfds_source  # pylint: disable=g-import-not-at-top
+
+  image_shape = None
+  if size is not None:
+    image_shape = (size[0], size[1],
+                   image_folder.check_color_mode(_photo_field(config, 'color_mode')))
+  total = 0
+  try:
+    for split in splits:
+      source, where = tfds_source.open_split(config.name, split, config.dir or None)
+      total += len(source)
+      if image_shape is None and split == config.train_split:
+        first = tfds_source.check_features(source, where, 'image', 'label')
+        image_shape = tfds_source.stored_image_shape(np.shape(first['image']), where)
+  except DataError:
+    return 0, None  # The in-memory loader reports it, with the same message.
+  return total, image_shape
+
+
+def _check_streamable(config):
+  """Raises a ConfigError for the fields streamed data sets do not support."""
   if tuple(config.get('classes', ()) or ()) or any(config.get('per_class', ()) or ()):
     raise ConfigError(
         'data.classes / data.per_class select a subset in memory; with data.streaming they are '
         "not supported. Set data.streaming = 'false' (a small subset fits in memory anyway).")
+
+
+def _streaming_workers(config):
+  workers = _photo_field(config, 'streaming_workers')
+  if not isinstance(workers, int) or workers < 0:
+    raise ConfigError(f'data.streaming_workers must be 0 (decode in the training process) or '
+                      f'positive, got {workers!r}.')
+  return workers
+
+
+def _streamed_datasets(config, sets, class_names):
+  """The Datasets of streamed splits {role: StreamingDataset}; without a validation split,
+  the validation set is carved out of the training one as the in-memory path carves it."""
+  crop = sets['train'].crop
+  if 'validation' not in sets:
+    # The carve of the in-memory path, on indices: the same examples are held out.
+    indices = np.arange(len(sets['train']))
+    (train_idx, _), (val_idx, _) = split_validation(
+        indices, sets['train'].labels, fraction=config.val_fraction, seed=config.seed)
+    sets['train'], sets['validation'] = (sets['train'].subset(train_idx, crop),
+                                         sets['train'].subset(val_idx))
+  return Datasets(train=sets['train'], validation=sets['validation'], test=sets['test'],
+                  num_classes=config.num_classes, image_shape=sets['train'].image_shape,
+                  name=config.name, class_names=tuple(class_names) if class_names else None)
+
+
+def _stream_image_folder(config, pixel_scale):
+  """The Datasets of an image folder read batch by batch (`cnnjax.data.streaming`)."""
+  _check_streamable(config)
   size, color_mode, workers = _photo_options(config)
   if not config.dir:
     raise ConfigError(
@@ -293,25 +380,50 @@ def _stream_image_folder(config, pixel_scale):
         f'data.num_classes = {config.num_classes}, but the image folder {config.dir} has '
         f'{len(class_names)} class folders {list(class_names)}. Set data.num_classes = '
         f'{len(class_names)}.')
-  stream_workers = _photo_field(config, 'streaming_workers')
-  if not isinstance(stream_workers, int) or stream_workers < 0:
-    raise ConfigError(f'data.streaming_workers must be 0 (decode in the training process) or '
-                      f'positive, got {stream_workers!r}.')
+  stream_workers = _streaming_workers(config)
   crop = streaming.check_crop(_photo_field(config, 'random_resized_crop'))
   sets = {role: StreamingDataset(source, pixel_scale=pixel_scale, workers=stream_workers,
                                  strict=bool(_photo_field(config, 'strict')),
                                  crop=crop if role == 'train' else None)
           for role, (source, _) in listed.items()}
-  if 'validation' not in sets:
-    # The carve of the in-memory path, on indices: the same examples are held out.
-    indices = np.arange(len(sets['train']))
-    (train_idx, _), (val_idx, _) = split_validation(
-        indices, sets['train'].labels, fraction=config.val_fraction, seed=config.seed)
-    sets['train'], sets['validation'] = (sets['train'].subset(train_idx, crop),
-                                         sets['train'].subset(val_idx))
-  return Datasets(train=sets['train'], validation=sets['validation'], test=sets['test'],
-                  num_classes=config.num_classes, image_shape=sets['train'].image_shape,
-                  name=config.name, class_names=tuple(class_names))
+  return _streamed_datasets(config, sets, class_names)
+
+
+def _stream_tfds(config, pixel_scale):
+  """The Datasets of a TFDS data set read batch by batch (`streaming.TfdsSource`): the splits,
+  limits, label checks and validation carve of `_load_tfds` and `load_datasets`."""
+  from cnnjax.data import tfds_source  # pylint: disable=g-import-not-at-top
+
+  _check_streamable(config)
+  size, color_mode, _ = _photo_options(config)
+  stream_workers = _streaming_workers(config)
+  crop = streaming.check_crop(_photo_field(config, 'random_resized_crop'))
+  if crop and size is None:
+    raise ConfigError(
+        f'data.random_resized_crop = {tuple(config.random_resized_crop)} resizes each crop to '
+        'data.image_size, which is (0, 0); set data.image_size = (height, width).')
+  data_dir = config.dir or None
+  roles = {'train': config.train_split, 'test': config.test_split}
+  if config.val_split:
+    roles['validation'] = config.val_split
+  limits = {'train': config.limit_train, 'test': config.limit_test}
+  sets = {}
+  for role, split in roles.items():
+    source = streaming.TfdsSource.open(config.name, split, data_dir, image_size=size,
+                                       color_mode=color_mode)
+    if limits.get(role):
+      source = source.subset(np.arange(min(limits[role], len(source))))
+    _check_labels(source.labels, config.num_classes,
+                  f'TFDS data set {config.name!r} split {split!r}')
+    if source.image_shape != sets.get('train', source).image_shape:
+      raise DataError(
+          f'TFDS data set {config.name!r} split {split!r} has images of shape '
+          f'{source.image_shape}, but the training images have shape '
+          f"{sets['train'].image_shape}; all splits must share one image shape. Check the split "
+          'names, or set data.image_size to resize every image to one size.')
+    sets[role] = StreamingDataset(source, pixel_scale=pixel_scale, workers=stream_workers,
+                                  crop=crop if role == 'train' else None)
+  return _streamed_datasets(config, sets, tfds_source.tfds_class_names(config.name, data_dir))
 
 
 def load_datasets(data_config):
@@ -322,13 +434,13 @@ def load_datasets(data_config):
       train_split, test_split, val_split ('' carves validation data out of the training split),
       val_fraction, seed, num_classes, limit_train and limit_test (0 keeps every example), and
       for photos image_size, color_mode, pixel_scale, strict, cache_dir and decode_workers,
-      streaming, memory_budget_mb and streaming_workers for an image folder read from disk, and
+      streaming, memory_budget_mb and streaming_workers for data read from disk, and
       classes and per_class for a small-data subset (`cnnjax.data.subsets`) (meanings in
       `cnnjax.config.base_config`; absent ones take their defaults).
 
   Returns:
     The Datasets; their images read as float32 pixel values divided by data.pixel_scale. They
-    are `ArrayDataset`s, or `StreamingDataset`s for a streamed image folder.
+    are `ArrayDataset`s, or `StreamingDataset`s for a streamed image folder or TFDS data set.
 
   Raises:
     ConfigError: A config value is invalid.
@@ -345,6 +457,8 @@ def load_datasets(data_config):
   limit_test = _check_limit(config, 'limit_test')
   pixel_scale = check_pixel_scale(_photo_field(config, 'pixel_scale'))
   if _streams(config):
+    if config.source == 'tfds':
+      return _stream_tfds(config, pixel_scale)
     return _stream_image_folder(config, pixel_scale)
   if streaming.check_crop(_photo_field(config, 'random_resized_crop')):
     raise ConfigError(

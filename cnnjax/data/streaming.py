@@ -1,18 +1,25 @@
 """Data sets read from disk batch by batch, for data that do not fit in host memory.
 
-A `StreamingDataset` holds the list of its examples, not their pixels: an image folder's files
-are listed once (with `cnnjax.data.image_folder`'s listing) and each is decoded when a batch needs
-it, by grain (the JAX ecosystem's data loader) in worker processes. Decoding, converting and
-resizing are `image_folder`'s own functions, so a streamed image is bit for bit the image the
-in-memory path decodes, and a streamed data set gives the batches `pipeline.batches` gives for the
-in-memory one:
+A `StreamingDataset` holds the list of its examples, not their pixels, and reads each example
+when a batch needs it, by grain (the JAX ecosystem's data loader) in worker processes. Its source
+is one of:
+
+- `FolderSource`: an image folder's files, listed once (with `cnnjax.data.image_folder`'s
+  listing) and decoded, converted and resized with `image_folder`'s own functions;
+- `TfdsSource`: a split of a prepared TFDS data set, read by random access through
+  `tfds.data_source` (ArrayRecord files, no TensorFlow); its labels are read once, its images
+  converted and resized with `tfds_source.example_image`, the in-memory TFDS path's function.
+
+Either way a streamed image is bit for bit the image the in-memory path holds, and a streamed data
+set gives the batches `pipeline.batches` gives for the in-memory one:
 
 - the order of an epoch is the same permutation of (seed, epoch) `pipeline.batches` draws, fed to
   grain as a list of indices rather than drawn by grain's own shuffle (which draws another
   order); each worker decodes whole batches of that list and grain hands them back in the list's
   order, so the batches do not depend on the number of workers;
 - each process reads only its rows of each global batch: process i of n takes rows
-  [i*B/n, (i+1)*B/n), the rows `Parallel.local_rows` cuts out of an in-memory batch;
+  [i*B/n, (i+1)*B/n) (`host_rows`), the rows `cnnjax.data.batches` cuts out of an in-memory
+  batch;
 - a resumed run starts the epoch's list at batch k (`first_batch`). The order is a pure function
   of (seed, epoch), so the position `checkpointing.Position` already stores (epoch, steps done)
   is the whole iterator state; grain's own iterator state is not needed.
@@ -29,7 +36,8 @@ lists every such file and why; the remaining files keep their labels. A file who
 but whose pixels do not decode (a truncated JPEG) can only be found when a batch reads it: its
 row is then padding (mask 0, so it counts toward neither loss nor metrics, and is never given a
 wrong label) and a warning names it at the end of the epoch; with `strict` it is a DataError.
-Only with such files do the streamed batches differ from the in-memory ones.
+Only with such files do the streamed batches differ from the in-memory ones. A TFDS example whose
+image cannot be converted is a DataError, as it is in memory.
 
 Each call of `batches` starts its own grain workers (spawned processes that import cnnjax.data and
 grain: about 2-3 seconds on a 2-core machine, once per epoch and per evaluation), a cost that only
@@ -48,6 +56,7 @@ import numpy as np
 from PIL import Image
 
 from cnnjax.data import image_folder
+from cnnjax.data import tfds_source
 from cnnjax.data.pipeline import num_batches
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.progress import Progress
@@ -71,8 +80,24 @@ class FolderSource:
   size: tuple
   color_mode: str
 
+  # A file whose pixels do not decode when read becomes a padding row (mask 0), named in a warning.
+  skips_failures = True
+
   def __len__(self):
     return len(self.files)
+
+  @property
+  def image_shape(self):
+    return (int(self.size[0]), int(self.size[1]), image_folder.COLOR_MODES[self.color_mode][1])
+
+  @property
+  def where(self):
+    return self.directory
+
+  def subset(self, indices):
+    """The source of the examples at `indices`."""
+    return dataclasses.replace(self, files=tuple(self.files[i] for i in indices),
+                               labels=self.labels[indices])
 
   def load(self, index):
     """Returns example `index` as (uint8 image (H, W, C), label); raises if it cannot decode."""
@@ -89,16 +114,148 @@ class FolderSource:
       raise image_folder._Unreadable('the file is empty (0 bytes)')
     with Image.open(io.BytesIO(data)) as image:
       image.load()
-      image = image_folder._to_mode(image, image_folder.COLOR_MODES[self.color_mode][0])
-      top, left, height, width = random_resized_crop(rng, image.height, image.width, *crop)
-      image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR,
-                           box=(left, top, left + width, top + height))
-    channels = image_folder.COLOR_MODES[self.color_mode][1]
-    return (np.asarray(image, dtype=np.uint8).reshape(self.size[0], self.size[1], channels),
-            self.labels[index])
+      return cropped(image, rng, crop, self.size, self.color_mode), self.labels[index]
 
   def describe(self, index):
     return os.path.join(self.directory, self.files[index])
+
+
+def cropped(image, rng, crop, size, color_mode):
+  """A Pillow image in `color_mode`, a random resized crop of it drawn from `rng`, resized to
+  `size`: uint8 (H, W, C)."""
+  # pylint: disable=protected-access
+  pil_mode, channels = image_folder.COLOR_MODES[color_mode]
+  image = image_folder._to_mode(image, pil_mode)
+  top, left, height, width = random_resized_crop(rng, image.height, image.width, *crop)
+  image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR,
+                       box=(left, top, left + width, top + height))
+  return np.asarray(image, dtype=np.uint8).reshape(size[0], size[1], channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSource:
+  """Random access to a split of a prepared TFDS data set (picklable, for grain's workers).
+
+  Each process opens the split itself (`tfds.data_source`) the first time it reads an example.
+
+  Attributes:
+    name: TFDS data set name (data.name).
+    split: TFDS split string, slicing included (data.*_split).
+    data_dir: TFDS data directory; None for TFDS's default.
+    image_key, label_key: The image and label features.
+    indices: int64 array (N,): each example's position in the split.
+    labels: int32 array (N,): each example's label.
+    size: (height, width) every image is converted and resized to, or None to keep the images
+      as stored (then all of `stored_shape`).
+    color_mode: 'rgb' or 'grayscale'; applies only with a size.
+    stored_shape: Without a size: the shape every stored image has (the split's first).
+    image_shape: (H, W, C) of every image as read.
+  """
+
+  name: str
+  split: str
+  data_dir: str | None
+  image_key: str
+  label_key: str
+  indices: np.ndarray
+  labels: np.ndarray
+  size: tuple | None
+  color_mode: str
+  stored_shape: tuple | None
+  image_shape: tuple
+
+  # A bad example is a DataError, as in `tfds_source.load_tfds_split`: a data set's records are
+  # not files a user can delete.
+  skips_failures = False
+
+  @classmethod
+  def open(cls, name, split, data_dir=None, image_key='image', label_key='label', *,
+           image_size=None, color_mode='rgb'):
+    """Opens a split and reads its labels (not its images).
+
+    Args as `tfds_source.load_tfds_split` takes them.
+
+    Raises:
+      DataError: As `load_tfds_split`: the split cannot be opened, is empty or lacks a feature.
+      ConfigError: image_size or color_mode is invalid.
+    """
+    size = image_folder.check_image_size(image_size if image_size is not None else (0, 0))
+    if size is not None:
+      image_folder.check_color_mode(color_mode)
+    reader, where = tfds_source.open_split(name, split, data_dir)
+    first = tfds_source.check_features(reader, where, image_key, label_key)
+
+    def open_undecoded():
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      return tfds_source.open_split(name, split, data_dir,
+                                    decoders={image_key: tfds.decode.SkipDecoding()})[0]
+
+    labels = tfds_source.read_labels(reader, label_key, open_undecoded)
+    if size is None:
+      stored_shape = tuple(np.shape(first[image_key]))
+      image_shape = tfds_source.stored_image_shape(stored_shape, where)
+    else:
+      stored_shape = None
+      image_shape = (size[0], size[1], image_folder.COLOR_MODES[color_mode][1])
+    return cls(name=name, split=split, data_dir=data_dir or None, image_key=image_key,
+               label_key=label_key, indices=np.arange(len(labels), dtype=np.int64),
+               labels=labels, size=size, color_mode=color_mode, stored_shape=stored_shape,
+               image_shape=image_shape)
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getstate__(self):
+    # The opened split stays behind: each worker opens its own.
+    state = dict(self.__dict__)
+    state.pop('_reader', None)
+    return state
+
+  @property
+  def where(self):
+    return (f'TFDS data set {self.name!r}, split {self.split!r}, data_dir '
+            f'{self.data_dir or "default ($TFDS_DATA_DIR or ~/tensorflow_datasets)"}')
+
+  def _example(self, index):
+    reader = self.__dict__.get('_reader')
+    if reader is None:
+      reader = tfds_source.open_split(self.name, self.split, self.data_dir)[0]
+      self.__dict__['_reader'] = reader  # A cache, not a field: frozen stays frozen.
+    return reader[int(self.indices[index])]
+
+  def load(self, index):
+    """Returns example `index` as (uint8 image (H, W, C), label); raises if it cannot convert."""
+    image = tfds_source.example_image(
+        self._example(index)[self.image_key], int(self.indices[index]), self.where,
+        size=self.size, color_mode=self.color_mode, shape=self.stored_shape)
+    return image.reshape(self.image_shape), self.labels[index]
+
+  def load_cropped(self, index, rng, crop):
+    """Example `index` through a random resized crop drawn from `rng` (`random_resized_crop`)."""
+    # Converted to the color mode first, at full size (`cropped` would convert it the same way).
+    image = tfds_source.converted_image(self._example(index)[self.image_key],
+                                        int(self.indices[index]), self.where, None,
+                                        self.color_mode)
+    image = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    return cropped(image, rng, crop, self.size, self.color_mode), self.labels[index]
+
+  def describe(self, index):
+    return f'example {int(self.indices[index])} of {self.where}'
+
+  def failure(self, index):
+    """The DataError of example `index`, which failed to read in a worker."""
+    try:
+      self.load(index)
+    except DataError as e:
+      return e
+    except Exception as e:  # pylint: disable=broad-except
+      return DataError(f'Cannot read {self.describe(index)}: {type(e).__name__}: {e}')
+    return DataError(f'Cannot read {self.describe(index)} in a grain worker process (it reads in '
+                     "this one); set data.streaming_workers = 0 to read in the training process.")
+
+  def subset(self, indices):
+    """The source of the examples at `indices`."""
+    return dataclasses.replace(self, indices=self.indices[indices], labels=self.labels[indices])
 
 
 def check_crop(crop, field='data.random_resized_crop'):
@@ -155,7 +312,7 @@ def random_resized_crop(rng, height, width, scale, ratio):
 class _LoadExample:
   """grain's map: an index of the epoch's list -> the decoded example, or a row of padding."""
 
-  source: FolderSource
+  source: FolderSource | TfdsSource
   image_shape: tuple
   crop: tuple | None = None  # ((scale), (ratio)) of a random resized crop, or None.
   seed: int = 0
@@ -227,13 +384,14 @@ class StreamingDataset:
   labels, `take` and `batches`), but `batches` yields only this process's rows of each batch.
 
   Attributes:
-    source: Where the examples are read from (a FolderSource).
+    source: Where the examples are read from (a FolderSource or a TfdsSource).
     labels: int32 array (N,).
     image_shape: (H, W, C) of every image.
     pixel_scale: What the uint8 pixels are divided by.
     workers: grain worker processes decoding (0: in this process, in threads).
     threads: Reading threads per process.
-    strict: Whether a file that fails to decode when read is a DataError instead of padding.
+    strict: Whether a file that fails to decode when read is a DataError instead of padding
+      (a TFDS example that fails is one always).
     crop: ((scale low, high), (ratio low, high)) of the random resized crop that shuffled
       batches (training) take at decode, from the full-size photo before it is resized; None for
       none (`check_crop`). Each example's crop is seeded by (seed, epoch, example).
@@ -246,8 +404,7 @@ class StreamingDataset:
           f'{workers} and {threads}.')
     self.source = source
     self.labels = np.asarray(source.labels, np.int32)
-    channels = image_folder.COLOR_MODES[source.color_mode][1]
-    self.image_shape = (int(source.size[0]), int(source.size[1]), channels)
+    self.image_shape = tuple(int(d) for d in source.image_shape)
     self.pixel_scale = float(pixel_scale)
     self.workers = workers
     self.threads = threads
@@ -259,15 +416,13 @@ class StreamingDataset:
 
   def __repr__(self):
     return (f'StreamingDataset({len(self)} images of {self.image_shape} from '
-            f'{self.source.directory}, {self.workers} worker(s))')
+            f'{self.source.where}, {self.workers} worker(s))')
 
   def subset(self, indices, crop=None):
     """Returns the data set of the examples at `indices`, with `crop` (same other options)."""
-    indices = np.asarray(indices)
-    source = dataclasses.replace(self.source, files=tuple(self.source.files[i] for i in indices),
-                                 labels=self.labels[indices])
-    return StreamingDataset(source, pixel_scale=self.pixel_scale, workers=self.workers,
-                            threads=self.threads, strict=self.strict, crop=crop)
+    return StreamingDataset(self.source.subset(np.asarray(indices)), pixel_scale=self.pixel_scale,
+                            workers=self.workers, threads=self.threads, strict=self.strict,
+                            crop=crop)
 
   def take(self, indices):
     """Returns the float32 images at `indices` (an index array or a slice), decoded now."""
@@ -323,6 +478,8 @@ class StreamingDataset:
     try:
       for batch in iterator:
         bad = batch['failed'][batch['failed'] >= 0]
+        if bad.size and not self.source.skips_failures:
+          raise self.source.failure(int(bad[0]))
         if bad.size:
           failed.extend(self.source.describe(i) for i in bad)
           if self.strict:

@@ -13,9 +13,10 @@
 - 'auto': 'sharded' when there is more than one device, else 'single'.
 
 The global batch (`train.batch_size`) is split across all devices of all processes; each process
-feeds only its own rows (`local_rows`). Whatever the wrapper, metric sums come back as replicated
-scalars that stay on the device until the epoch ends, and the state is checkpointed in one form
-(`to_checkpoint`): a checkpoint written with 8 devices restores with 1 and the reverse.
+feeds only its own rows (`cnnjax.data.batches(..., host=parallel.host())`). Whatever the wrapper,
+metric sums come back as replicated scalars that stay on the device until the epoch ends, and the
+state is checkpointed in one form (`to_checkpoint`): a checkpoint written with 8 devices restores
+with 1 and the reverse.
 """
 
 import collections
@@ -113,15 +114,6 @@ class Parallel:
     if jax.process_count() == 1 or self.mode == 'single':
       return 0, 1
     return jax.process_index(), jax.process_count()
-
-  def local_rows(self, batch: Batch) -> Batch:
-    """This process's rows of a global batch (all of them on a single host)."""
-    index, count = self.host()
-    if count == 1:
-      return batch
-    n = len(batch['label']) // count
-    start = index * n
-    return {k: v[start:start + n] for k, v in batch.items()}
 
   def adapt_model(self, model: Any) -> Any:
     """The model as this wrapper runs it.

@@ -63,15 +63,6 @@ from cnnjax.transfer.pretrained import init_from_pretrained
 EpochCallback = Callable[[int, history_lib.History], None]
 
 
-def local_batches(parallel: Parallel, dataset: data_lib.ArrayDataset | data_lib.StreamingDataset,
-                  batch_size: int, **options):
-  """This process's rows of each batch: a streamed data set reads only those, an in-memory one
-  is cut (`Parallel.local_rows`)."""
-  if isinstance(dataset, data_lib.StreamingDataset):
-    return dataset.batches(batch_size, host=parallel.host(), **options)
-  return map(parallel.local_rows, data_lib.batches(dataset, batch_size, **options))
-
-
 def evaluate(parallel: Parallel, state: TrainState,
              dataset: data_lib.ArrayDataset | data_lib.StreamingDataset,
              batch_size: int) -> dict[str, float]:
@@ -79,8 +70,8 @@ def evaluate(parallel: Parallel, state: TrainState,
   sums = None
   with Progress('evaluating', len(dataset), 'image',
                 enabled=jax.process_index() == 0) as progress:
-    for index, batch in enumerate(data_lib.prefetch(local_batches(parallel, dataset,
-                                                                   batch_size))):
+    for index, batch in enumerate(data_lib.prefetch(data_lib.batches(dataset, batch_size,
+                                                                      host=parallel.host()))):
       # The global batch's examples (this process may hold only its rows of it).
       progress.update(min(batch_size, len(dataset) - index * batch_size))
       batch = parallel.place_batch(batch)
@@ -373,9 +364,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logged = partial.logged if partial and partial.logged else {
           'sums': None, 'step': epoch_start_step}
       logged_sums, logged_step, logged_time = logged['sums'], logged['step'], time.perf_counter()
-      train_batches = local_batches(parallel, datasets.train, batch_size, shuffle=True,
-                                    seed=config.seed, epoch=epoch, drop_remainder=True,
-                                    first_batch=steps_done)
+      train_batches = data_lib.batches(datasets.train, batch_size, host=parallel.host(),
+                                       shuffle=True, seed=config.seed, epoch=epoch,
+                                       drop_remainder=True, first_batch=steps_done)
       for batch in data_lib.prefetch(train_batches):
         step = epoch_start_step + steps_done + 1
         if writer and step == profile_first:
