@@ -110,6 +110,31 @@ def test_max_pooling_matches_reduce_window(size, implementation):
                              nn.avg_pool(x, (2, 2), strides=(2, 2), padding='VALID'), rtol=1e-6)
 
 
+@pytest.mark.parametrize('window,strides,padding', [
+    ((3, 3), (2, 2), ((1, 1), (1, 1))),   # torchvision ResNet's stem
+    ((3, 3), (2, 2), 'VALID'),            # Keras' ResNet50 and InceptionV3
+    ((3, 3), (1, 1), 'SAME'),             # an Inception-style branch pool
+    ((2, 3), (1, 2), ((0, 1), (2, 0))),   # uneven window, strides and padding
+])
+def test_overlapping_max_pooling_picks_the_first_maximum_as_select_and_scatter(
+    window, strides, padding):
+  """The CPU's strided-taps pooling (`pooling.max_pool_taps`) against XLA's `reduce_window` and
+  its `select_and_scatter` gradient, on inputs full of ties (small integers): every output's
+  gradient must reach the first maximum of its window in row-major order, as XLA's >= selection
+  and torch's max_pool2d do. Integer cotangents keep every sum exact, so equality is exact."""
+  x = jax.random.randint(jax.random.key(0), (2, 9, 11, 3), -2, 3).astype(jnp.float32)
+  pool = layers.MaxPooling2D(window, strides, padding=padding)
+  reference = lambda x: nn.max_pool(x, window, strides=strides,
+                                    padding=padding if isinstance(padding, str) else padding)
+  ours = jax.jit(lambda x: pool.apply({}, x))
+  np.testing.assert_array_equal(ours(x), reference(x))
+  cotangent = jax.random.randint(jax.random.key(1), reference(x).shape, 1, 9).astype(jnp.float32)
+  grad = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(f(x) * cotangent)))(x)
+  np.testing.assert_array_equal(grad(ours), grad(reference))
+  # The strided-taps form is what ran (a CPU backend), not reduce_window itself.
+  assert 'reduce-window' not in ours.lower(x).as_text(dialect='hlo')
+
+
 @pytest.mark.parametrize('implementation', layers.CONV_IMPLEMENTATIONS)
 def test_conv_implementations_share_parameters_and_gradients(implementation):
   """Either formulation takes the same (3, 3, Cin, Cout) kernel and gives the same gradients."""
