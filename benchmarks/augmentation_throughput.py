@@ -4,8 +4,9 @@ Times, in one run and on the same random batch (default 32 images of 150x150x3, 
 dogs shape): cnnjax's augmenters jitted on the JAX device (ImageDataGenerator vocabulary with the
 book's arguments, then the Keras-layers and torchvision vocabularies), and side by side Keras'
 own: the legacy `ImageDataGenerator(...).flow` (NumPy + scipy, one image at a time, which the
-1st edition uses) and Keras 3's RandomFlip + RandomRotation + RandomZoom layers called on the
-batch (JAX backend; the 2nd edition's stack). Prints one line per measurement and a header with
+1st edition uses) and Keras 3's RandomFlip + RandomRotation + RandomZoom layers (JAX backend; the
+2nd edition's stack) called on the batch eagerly, and compiled as `fit` runs them inside its
+train step (one jitted `stateless_call`). Prints one line per measurement and a header with
 the date, machine, versions and load average (again at the end: other jobs slow XLA's threads
 more than SciPy's single one). The process runs as Python starts it (XLA's default YNNPACK
 fusions, glibc's default malloc), not as launch.py runs.
@@ -148,6 +149,19 @@ def main() -> None:
   report(f'keras 3 layers Flip+Rotation+Zoom ({keras.backend.backend()}, eager)',
          best_rate(lambda step: np.asarray(layers(images, training=True)), args.batch,
                    args.steps, args.repeats))
+  # In `fit` the layers run inside Keras' compiled train step: the same layers as one jitted
+  # `stateless_call`, their seed generators' state passed in and out as `fit` passes it.
+  trainable = [v.value for v in layers.trainable_variables]
+  compiled = jax.jit(lambda state, x: layers.stateless_call(trainable, state, x, training=True))
+  seeds = {'state': [v.value for v in layers.non_trainable_variables]}
+
+  def run_compiled(step):
+    del step  # The seed generators' state advances on every call.
+    out, seeds['state'] = compiled(seeds['state'], device_images)
+    out.block_until_ready()
+
+  report(f'keras 3 layers Flip+Rotation+Zoom ({keras.backend.backend()}, jit stateless_call)',
+         best_rate(run_compiled, args.batch, args.steps, args.repeats))
 
   if args.train_steps:
     kinds = ('none', 'image_data_generator', 'keras_layers', 'torchvision')

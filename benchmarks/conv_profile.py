@@ -64,6 +64,11 @@ def best_ms(fn, *args, repeats: int) -> float:
   return best * 1e3
 
 
+def in_ops_names(total: collections.Counter, ops: dict) -> list[str]:
+  """The traced events that are XLA operations of the step (not runtime or Python events)."""
+  return [name for name in total if name in ops]
+
+
 def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -> None:
   """Prints the `top` XLA operations of the jitted train step by time per step."""
   objective = get_objective('binary_crossentropy' if outputs == 1 else
@@ -92,13 +97,20 @@ def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -
     if event.get('ph') == 'X':
       total[event['name']] += event['dur'] / 1e3 / repeats
   # An XLA operation's line in the compiled HLO: its output shape and the JAX op it came from.
-  ops = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(
-      r'^\s+%(\S+) = (\S+) .*?op_name="([^"]*)"', hlo, re.M)}
+  # Every instruction: XLA's own (layout copies and transposes) carry no op_name.
+  ops = {m.group(1): (m.group(2), m.group(3) or '(XLA: no JAX operation)') for m in re.finditer(
+      r'^\s+%(\S+) = (\S+) (?:.*?op_name="([^"]*)")?', hlo, re.M)}
   step_ms = total.get('ThunkExecutor::Execute (wait for completion)', float('nan'))
-  in_ops = [ms for name, ms in total.items() if name in ops]
+  in_ops = [total[name] for name in in_ops_names(total, ops)]
   print(f'\ntrain step: {step_ms:.2f} ms per step in the trace, {sum(in_ops):.2f} ms in its '
         f'{len(in_ops)} XLA operations (two threads can run operations side by side); the top '
         'ones:')
+  # By kind (the operation's name without its number): where XLA's lowering, not one layer,
+  # spends the time (e.g. the layout transposes in front of the kernel-gradient convolutions).
+  kinds = collections.Counter()
+  for name in in_ops_names(total, ops):
+    kinds[re.sub(r'\.\d+$', '', name)] += total[name]
+  print('by kind: ' + ', '.join(f'{kind} {ms:.1f} ms' for kind, ms in kinds.most_common(8)))
   print(f'{"ms/step":>8} {"share":>6}  {"operation":<28s} {"output":<30s} from')
   for name, ms in total.most_common():
     if name not in ops:

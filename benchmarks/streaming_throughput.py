@@ -20,7 +20,9 @@ training loop feeds it (prefetch thread, one jitted step per batch), and reports
 time spent waiting for the next batch (the first, compiling step excluded).
 
     python benchmarks/streaming_throughput.py --dir /tmp/stream_bench [--count 20000] \
-      [--size 256] [--workers 1,2] [--batch 64] [--train-steps 200]
+      [--size 256] [--workers 1,2] [--batch 64] [--train-steps 200] [--out FILE.json]
+
+With --out, the lines are also written as one JSON object with the machine, versions and load.
 """
 
 import argparse
@@ -155,6 +157,7 @@ def main():
   parser.add_argument('--batch', type=int, default=64)
   parser.add_argument('--train-steps', type=int, default=0,
                       help='also train the 150x150 convnet this many steps per worker count')
+  parser.add_argument('--out', default='', help='also write the results here as JSON')
   parser.add_argument('--measure', nargs=2, metavar=('KIND', 'WORKERS'), help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.measure:
@@ -162,6 +165,13 @@ def main():
     return
   write_folder(args.dir, args.count, args.size)
   import PIL  # pylint: disable=import-outside-toplevel
+  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  from machine import machine_description, report  # pylint: disable=import-outside-toplevel
+  results = {'command': ' '.join(['python benchmarks/streaming_throughput.py', *sys.argv[1:]]),
+             'machine': machine_description(), 'load_average_start': os.getloadavg(),
+             'versions': {p: metadata.version(p) for p in ('grain', 'torch', 'pillow', 'jax')},
+             'photos': args.count, 'photo_size': args.size, 'batch': args.batch,
+             'measurements': []}
   print(f'# {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, {os.cpu_count()} CPU(s), '
         f'Python {platform.python_version()}, Pillow {PIL.__version__}; {args.count} JPEGs of '
         f'{args.size}x{args.size} -> 224x224, batch {args.batch}')
@@ -172,6 +182,7 @@ def main():
                             '--measure', kind, str(workers)],
                            capture_output=True, text=True, check=True)
       result = json.loads(out.stdout.strip().splitlines()[-1])
+      results['measurements'].append({'kind': kind, 'workers': workers, **result})
       if kind == 'train':
         print(f"train   {workers} worker(s): {100 * result['waiting'] / result['seconds']:.1f}% of "
               f"{args.train_steps} steps of the 150x150 convnet ({result['seconds']:.1f} s) "
@@ -180,6 +191,9 @@ def main():
       print(f"{kind:7s} {workers} worker(s): {result['images'] / result['seconds']:8.0f} images/s "
             f"({result['images']} in {result['seconds']:.1f} s), peak memory "
             f"{result['peak_mb']:.0f} MB", flush=True)
+  results['load_average_end'] = os.getloadavg()
+  if args.out:
+    report(results, args.out)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,16 @@ class indices (`cnnjax.imagenet.imagenet_classes`):
     python launch.py --config configs/imagenet_resnet50.py --workdir runs/imagenet_resnet50 \
       --config.data.dir=IMAGENET --config.data.streaming_workers=16
 
-The validation photos serve as validation and as test set (ImageNet's test labels are not
+A TFDS `imagenet2012` prepared in the ArrayRecord format (`tfds build imagenet2012
+--file_format=array_record` where the data and TensorFlow are) streams the same way, read with
+`tfds.data_source` (each worker opens the split itself; labels are read once at start-up):
+
+    python launch.py --config configs/imagenet_resnet50.py --workdir runs/imagenet_resnet50 \
+      --config.data.source=tfds --config.data.dir=TFDS_DATA_DIR \
+      --config.data.val_split=validation --config.data.test_split=validation
+
+(the TFDS streaming path is tested on small prepared sets, tests/test_data_tfds_streaming.py, not
+with this config.) The validation photos serve as validation and as test set (ImageNet's test labels are not
 public). The RandomResizedCrop is taken as each training photo is decoded, from the full-size
 photo (data.random_resized_crop, torchvision's sampling), then resized to 224x224; the flip runs on
 the device (augment.kind = 'torchvision' with its other transforms off). Evaluation resizes the

@@ -115,3 +115,25 @@ def test_the_speed_tables_hold_their_outputs_figures():
     assert cells[0] == f'{best["cnnjax"]:,.{decimals}f}', (workload, cells[0])
     assert cells[3] == (f'{best["torch"]:,.{decimals}f} / '
                         f'{best["torch,hugepages=on"]:,.{decimals}f}'), (workload, cells[3])
+
+
+def test_the_zoo_table_holds_its_outputs_figures():
+  # The model zoo table's cnnjax and PyTorch eager cells, best (median), from the JSON it names.
+  readme = read('README.md')
+  assert '`benchmarks/results/cpu-2026-11-30-zoo-afternoon.json`' in readme
+  rows = json.loads(read('benchmarks/results/cpu-2026-11-30-zoo-afternoon.json'))['workloads']
+
+  def cell(figures):
+    return (f'{figures["images_per_second_best"]:.1f} '
+            f'({figures["images_per_second_median"]:.1f})')
+
+  for workload, label in (('resnet50_predict_224', '(e) ResNet50 v1.5'),
+                          ('resnet18_train_224', '(f) ResNet18'),
+                          ('inceptionv3_predict_299', '(g) InceptionV3')):
+    figures = rows[workload]['rows']
+    line = next(line for line in readme.splitlines() if line.startswith(f'| {label}'))
+    cells = [c.strip() for c in line.split('|')[2:-1]]
+    assert cells[0] == cell(figures['cnnjax']), (workload, cells[0])
+    assert cells[2] == f'{cell(figures["torch"])} / {cell(figures["torch,hugepages=on"])}', (
+        workload, cells[2])
+    assert cells[3] == cell(figures['torch_compile']), (workload, cells[3])
