@@ -15,8 +15,12 @@ XLA:CPU a convolution's two gradients cost several times its forward.
 
 Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.training.steps.train_step`,
 RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
-its output shape and the JAX operation (and layer) it was compiled from. That is where the step's
-time goes after XLA's fusion.
+its output shape and the JAX operation (and layer) it was compiled from (XLA's own operations,
+such as layout copies, have none), and the time by kind of operation. That is where the step's
+time goes after XLA's fusion. With `--predict` the same for the evaluation-mode forward pass
+(an inference workload such as the zoo's ResNet50 at 224).
+
+    python benchmarks/conv_profile.py --model resnet50 --size 224 --channels 3 --batch 8 --predict --ops 20
 
 The process runs as launch.py runs it (glibc malloc with huge pages, XLA:CPU without YNNPACK
 fusions), unless GLIBC_TUNABLES or XLA_FLAGS set those themselves.
@@ -69,26 +73,38 @@ def in_ops_names(total: collections.Counter, ops: dict) -> list[str]:
   return [name for name in total if name in ops]
 
 
-def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -> None:
-  """Prints the `top` XLA operations of the jitted train step by time per step."""
-  objective = get_objective('binary_crossentropy' if outputs == 1 else
-                            'sparse_categorical_crossentropy')
-  state = create_train_state(model, create_optimizer(base_config().train, 10),
-                             images.shape[1:], seed=0)
-  train_step = jax.jit(functools.partial(steps.train_step, objective=objective),
-                       donate_argnums=0)
-  n = images.shape[0]
-  batch = {'image': images, 'label': jnp.arange(n) % max(outputs, 2),
-           'mask': jnp.ones(n, jnp.float32)}
-  hlo = train_step.lower(state, batch).compile().as_text()
+def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int,
+               predict: bool = False) -> None:
+  """Prints the `top` XLA operations of the jitted train step (or, with `predict`, of the jitted
+  evaluation-mode forward pass) by time per call."""
+  if predict:
+    variables = jax.jit(model.init)(jax.random.key(1), images)
+    program = jax.jit(lambda variables, x: model.apply(variables, x))
+    hlo = program.lower(variables, images).compile().as_text()
+    call = lambda: program(variables, images)
+  else:
+    objective = get_objective('binary_crossentropy' if outputs == 1 else
+                              'sparse_categorical_crossentropy')
+    state = [create_train_state(model, create_optimizer(base_config().train, 10),
+                                images.shape[1:], seed=0)]
+    program = jax.jit(functools.partial(steps.train_step, objective=objective),
+                      donate_argnums=0)
+    n = images.shape[0]
+    batch = {'image': images, 'label': jnp.arange(n) % max(outputs, 2),
+             'mask': jnp.ones(n, jnp.float32)}
+    hlo = program.lower(state[0], batch).compile().as_text()
+
+    def call():
+      state[0], sums = program(state[0], batch)
+      return sums
+
   for _ in range(2):
-    state, sums = train_step(state, batch)
-  jax.block_until_ready(sums)
+    jax.block_until_ready(call())
   with tempfile.TemporaryDirectory() as trace_dir:
     with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
       for _ in range(repeats):
-        state, sums = train_step(state, batch)
-      jax.block_until_ready(sums)
+        out = call()
+      jax.block_until_ready(out)
     trace = glob.glob(f'{trace_dir}/**/*.trace.json.gz', recursive=True)[0]
     with gzip.open(trace) as f:
       events = json.load(f)['traceEvents']
@@ -102,7 +118,8 @@ def op_profile(model, images: jax.Array, outputs: int, top: int, repeats: int) -
       r'^\s+%(\S+) = (\S+) (?:.*?op_name="([^"]*)")?', hlo, re.M)}
   step_ms = total.get('ThunkExecutor::Execute (wait for completion)', float('nan'))
   in_ops = [total[name] for name in in_ops_names(total, ops)]
-  print(f'\ntrain step: {step_ms:.2f} ms per step in the trace, {sum(in_ops):.2f} ms in its '
+  print(f'\n{"prediction" if predict else "train step"}: {step_ms:.2f} ms per call in the trace, '
+        f'{sum(in_ops):.2f} ms in its '
         f'{len(in_ops)} XLA operations (two threads can run operations side by side); the top '
         'ones:')
   # By kind (the operation's name without its number): where XLA's lowering, not one layer,
@@ -134,6 +151,8 @@ def main() -> None:
                       help='Conv2D implementations to time each conv layer with')
   parser.add_argument('--layers', default='',
                       help='comma-separated conv layers to time (default: every one)')
+  parser.add_argument('--predict', action='store_true',
+                      help='profile the evaluation-mode forward pass instead of the train step')
   parser.add_argument('--ops', type=int, default=0,
                       help='then list this many XLA operations of the train step by time')
   args = parser.parse_args()
@@ -183,7 +202,7 @@ def main() -> None:
 
   if args.ops:
     outputs = jax.eval_shape(forward, variables['params'], images).shape[-1]
-    op_profile(model, images, outputs, args.ops, args.repeats)
+    op_profile(model, images, outputs, args.ops, args.repeats, args.predict)
   print(f'load average at the end: {os.getloadavg()}')
 
 
