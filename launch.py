@@ -13,34 +13,28 @@ SIGTERM / SIGINT at a checkpoint that the same command resumes from
 (cnnjax/training/interrupts.py).
 """
 
+import json
 import os
 import re
 import sys
 
-from cnnjax import xla_cpu  # Imports no JAX.
-
-if __name__ == '__main__':
-  # First thing: the same command again with glibc's malloc asking for transparent huge pages,
-  # which makes XLA:CPU's large buffers cheap to allocate (cnnjax/host_memory.py), then XLA:CPU
-  # with YNNPACK's fusions off, measured faster on every workload (cnnjax/xla_cpu.py); a
-  # GLIBC_TUNABLES or XLA_FLAGS that makes either setting itself is left as it is.
-  xla_cpu.run_as_launched()
-
-# pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cnnjax import process_settings  # Imports no JAX.
 from cnnjax.errors import CnnjaxError
 from cnnjax.training.interrupts import Interrupted  # Imports no JAX.
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, history and figures.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'summary', 'predict'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'summary', 'predict', 'time_steps'],
                           'train: train and test; summary: print the model summary and exit; '
-                          'predict: classify predict.images with a pretrained ImageNet model.')
+                          'predict: classify predict.images with a pretrained ImageNet model; '
+                          'time_steps: time a few train steps of the config on random images '
+                          '(how the process settings are measured; cnnjax/process_settings.py).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -69,6 +63,18 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # JAX's start-up chatter is not for the user.
   config = _CONFIG.value
+  try:
+    # Before anything starts JAX: glibc's huge pages (a restart in place) and XLA:CPU's YNNPACK
+    # fusions, as the environment or the config fixes them, measured for this workload on this
+    # machine (once, then cached), or by the rules (cnnjax/process_settings.py).
+    settings, source = process_settings.choose(
+        config, sys.orig_argv, measure_allowed=_MODE.value == 'train')
+    process_settings.apply(settings, source)
+  except (CnnjaxError, ValueError, RuntimeError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  from cnnjax import tuning  # pylint: disable=import-outside-toplevel
+  tuning.configure_from(config)
   # Imported here so that `--help` and flag errors come back fast, before JAX loads.
   from cnnjax.training.parallel import initialize_distributed  # pylint: disable=import-outside-toplevel
   from cnnjax.summary import config_summary  # pylint: disable=import-outside-toplevel
@@ -77,6 +83,10 @@ def main(argv: list[str]) -> None:
     logging.warning('process %d of %d in JAX distributed runtime', jax.process_index(),
                     jax.process_count())
   try:
+    if _MODE.value == 'time_steps':
+      print(process_settings.MARKER + json.dumps(
+          {'step_ms': process_settings.time_train_steps(config)}), flush=True)
+      return
     if _MODE.value == 'summary':
       print(config_summary(config))  # Trainable counts follow train.param_groups.
       return

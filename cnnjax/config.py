@@ -126,4 +126,15 @@ def base_config() -> ml_collections.ConfigDict:
   # Fast feature extraction (cnnjax/transfer/features.py): run the frozen base once over the data,
   # cache its outputs in the workdir and train the head on them (no augmentation).
   train.cache_features = False
+
+  # Speed choices measured on the machine the run lands on, once, then cached per CPU model,
+  # versions and shapes (cnnjax/tuning.py, cnnjax/process_settings.py; README, Speed).
+  config.tuning = tuning = ml_collections.ConfigDict()
+  tuning.measure = True        # False: the rules measured on a 2-core AMD EPYC instead (also
+                               # CNNJAX_TUNING=rules in the environment, which wins).
+  tuning.cache_dir = ''        # '': $CNNJAX_CACHE_DIR, else the user's cache dir (~/.cache/cnnjax).
+  tuning.huge_pages = 'auto'   # glibc malloc with transparent huge pages: 'auto' (measured, or
+                               # the rule: on), 'on', 'off'.
+  tuning.ynn_fusions = 'auto'  # XLA:CPU's YNNPACK fusions: 'auto' (measured, or the rule: off),
+                               # 'on', 'off'.
   return config

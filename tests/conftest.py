@@ -12,6 +12,12 @@ from cnnjax.data.idx import FASHION_MNIST_DIR
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The suite runs on the rules, in this process and in every launch.py it starts: measuring each
+# convolution and process setting (cnnjax/tuning.py, cnnjax/process_settings.py) would make the
+# tests slower and their formulations depend on the machine's load. tests/test_tuning.py turns
+# measuring on where it tests it.
+os.environ['CNNJAX_TUNING'] = 'rules'
+
 
 @pytest.fixture
 def tiny_config():
@@ -37,7 +43,7 @@ def launch_environment():
   (any restart included), run in a fresh process whose environment has neither variable but the
   `extra` ones; returns that process's output, lines 'TUNABLES=...' and 'FLAGS=...'."""
   script = ('import runpy, sys, os\n'
-            'sys.argv = ["launch.py", "--helpshort"]\n'
+            'sys.argv = ["launch.py", "--config", "configs/fashion_mnist.py", "--mode", "summary"]\n'
             'try:\n'
             '  runpy.run_path("launch.py", run_name="__main__")\n'
             'except SystemExit:\n'

@@ -39,12 +39,13 @@ class ConvNet(nn.Module):
     dtype: compute dtype of the convolutions and dense layers (parameters stay float32).
     conv_implementation: how every Conv2D computes ('lax', 'im2col', 'taps', 'auto'; see
       `cnnjax.models.convolution`); None takes `layers.CONV_IMPLEMENTATION`. Same parameters and,
-      up to float rounding, same outputs and gradients. The default, 'auto', picks per layer
-      what measured fastest (`convolution.resolve`): on the CPU as `launch.py` runs it (XLA's
-      YNNPACK fusions off) 'taps' for a one-channel input layer, which made small_convnet's
-      train step 1.12x faster, and 'lax' for the others; with the fusions on, im2col (1.35x
-      small_convnet and 1.7x cats_vs_dogs_150 against 'lax' there); 'lax' on accelerators
-      (2-core CPU, 2026-11-24).
+      up to float rounding, same outputs and gradients. The default, 'auto', takes per layer
+      the formulation measured fastest on this machine for its shapes (`cnnjax.tuning`), or
+      where measuring is off the rules of `convolution.resolve`: on the CPU as `launch.py` runs
+      it (XLA's YNNPACK fusions off) 'taps' for a one-channel input layer, which made
+      small_convnet's train step 1.12x faster, and 'lax' for the others; with the fusions on,
+      im2col (1.35x small_convnet and 1.7x cats_vs_dogs_150 against 'lax' there); 'lax' on
+      accelerators (2-core AMD EPYC, 2026-11-24).
 
   In training (`train=True`) each pooled convolution max-pools before its bias and ReLU
   (`layers.Conv2D`'s `pool`): the same values, with the bias, the ReLU and their gradients on a
@@ -77,7 +78,10 @@ class ConvNet(nn.Module):
         continue
       # The pooling formulation that XLA:CPU runs fastest next to this layer's convolution (see
       # `layers.MaxPooling2D`): max of slices after the fused formulations, reshape after lax.
-      fused = convolution.resolve(conv, x.shape[-1]) != 'lax'
+      fused = convolution.choose(
+          conv, x.shape, (*layer.kernel_size, x.shape[-1], features), layer.strides,
+          layer.padding, layer.dilation, self.dtype, differentiated=train,
+          measure=not self.is_initializing() and isinstance(x, jax.core.Tracer)) != 'lax'
       pooling = layers.MaxPooling2D(implementation='slices' if fused else 'reshape',
                                     name=f'pool{i}')
       # In training, pooled before the bias and ReLU: same values, a 6-8% faster train step (see

@@ -36,17 +36,21 @@ dilations may be combined (torch allows it, Keras does not).
   stacked (kh*kw*Cin, N*OH*OW) times dy, its input gradient that of 'lax'. With three channels
   at 150x150 its gradients were slower than those of 'lax'
   (benchmarks/results/conv-profile-cats_vs_dogs_150-2026-11-30.txt), so 'auto' keeps 'lax' there.
-- 'auto' (the convnets' default): per layer and backend, the one measured fastest: 'lax' on
-  accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on, and with them off 'taps' for
-  one input channel and 'lax' otherwise (`resolve`), in one process or several.
+- 'auto' (the convnets' default): 'lax' on accelerators; on the CPU the formulation measured
+  fastest on this machine for the layer's shapes, dtype and whether it is trained (`choose`:
+  timed at the first trace and cached, `cnnjax.tuning`), or, where measuring is off (runs of
+  several processes among them), the rules measured on the 2-core AMD EPYC (`resolve`): 'im2col'
+  with XLA's YNNPACK fusions on, and with them off 'taps' for one input channel and 'lax'
+  otherwise.
 """
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
+from cnnjax import tuning
 from cnnjax import xla_cpu
 
 IMPLEMENTATIONS = ('lax', 'im2col', 'taps', 'auto')
@@ -58,9 +62,10 @@ NO_DILATION = (1, 1)
 
 
 def resolve(implementation: str, in_channels: int) -> str:
-  """'lax', 'im2col' or 'taps': what `implementation` computes for `in_channels` input channels.
+  """'lax', 'im2col' or 'taps': the rule for `implementation` with `in_channels` input channels.
 
-  'auto' is the formulation measured fastest here (see the module docstring): 'lax' on
+  The rules are what 'auto' takes where nothing is measured (`choose`); they were measured on
+  the 2-core AMD EPYC (see the module docstring): 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on (XLA's default;
   `cnnjax.xla_cpu`), and with them off (as `launch.py` runs) 'taps' for one input channel and
   'lax' for more. Runs of several processes take the same choice: 'taps' there once looked at
@@ -253,23 +258,69 @@ def dilation_pair(dilation: int | Sequence[int]) -> tuple[int, int]:
   return int(pair[0]), int(pair[1])
 
 
+def choose(implementation: str, x_shape: Sequence[int], kernel_shape: Sequence[int],
+           strides: Sequence[int], padding: Padding, dilation: int | Sequence[int] = NO_DILATION,
+           dtype: Any = jnp.float32, differentiated: bool = False, measure: bool = True) -> str:
+  """'lax', 'im2col' or 'taps': what `convolve` computes for this layer.
+
+  An explicit name is used as given; 'auto' on the CPU is the formulation measured fastest on
+  this machine for these shapes (`cnnjax.tuning`: timed at the first trace, then cached), or
+  `resolve`'s rules where measuring is off; 'lax' on accelerators. `differentiated`: whether the
+  kernel is being trained (its gradient is then timed with the forward pass). `measure=False`
+  takes the rules too: for initialization and eager calls, which compute once.
+  """
+  name = resolve(implementation, kernel_shape[2])
+  if (implementation != 'auto' or not measure or jax.default_backend() != 'cpu'
+      or not tuning.measuring()):
+    return name
+  padding = explicit_padding(padding)
+  dilation = dilation_pair(dilation)
+  strides = tuple(int(s) for s in strides)
+  dtype = jnp.dtype(dtype)
+  formulations = {
+      candidate: functools.partial(_compute, candidate, strides=strides, padding=padding,
+                                   dilation=dilation)
+      for candidate in tuning.FORMULATIONS}
+  out = jax.eval_shape(formulations['lax'], jax.ShapeDtypeStruct(tuple(x_shape), dtype),
+                       jax.ShapeDtypeStruct(tuple(kernel_shape), dtype)).shape
+  candidates = {candidate: formulations[candidate]
+                for candidate in tuning.eligible(x_shape, kernel_shape, out[1] * out[2],
+                                                 dtype.itemsize)}
+  mode = 'train' if differentiated else 'predict'
+  key = tuning.convolution_key(x_shape, kernel_shape, strides, padding, dilation, dtype.name,
+                               mode)
+  return tuning.convolution_choice(key, candidates, tuple(x_shape), tuple(kernel_shape), dtype,
+                                   mode)
+
+
+def _compute(name: str, x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+             padding: str | tuple[tuple[int, int], ...], dilation: tuple[int, int]) -> jax.Array:
+  """`x` convolved by the formulation `name`; explicit padding pads the input for all but lax."""
+  if not isinstance(padding, str):
+    if name == 'lax':
+      return conv_lax(x, kernel, strides, padding, dilation)
+    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    padding = 'VALID'
+  formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[name]
+  return formulation(x, kernel, strides, padding, dilation)
+
+
 def convolve(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding,
-             implementation: str, dilation: int | Sequence[int] = NO_DILATION) -> jax.Array:
+             implementation: str, dilation: int | Sequence[int] = NO_DILATION,
+             measure: bool = True) -> jax.Array:
   """`x` convolved with `kernel` by the named implementation (one of `IMPLEMENTATIONS`).
 
   `padding` is 'SAME', 'VALID' or explicit zero padding ((top, bottom), (left, right)), as torch
   pads (e.g. ((3, 3), (3, 3)) for a 7x7 stride-2 convolution, where 'SAME' would pad (2, 3) on
   an even input). 'lax' takes explicit padding as it is; the other formulations pad the input
   (`jnp.pad`) and convolve it 'VALID'. `dilation` (rows, columns) spaces the kernel's taps; 'SAME'
-  pads for the effective kernel size (k - 1) * d + 1, as Keras does.
+  pads for the effective kernel size (k - 1) * d + 1, as Keras does. 'auto' is `choose`'s,
+  measured only for a traced call (jit's), and only with `measure` (False: the rules).
   """
   padding = explicit_padding(padding)
   dilation = dilation_pair(dilation)
-  name = resolve(implementation, kernel.shape[2])
-  if not isinstance(padding, str):
-    if name == 'lax':
-      return conv_lax(x, kernel, tuple(strides), padding, dilation)
-    x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    padding = 'VALID'
-  formulation = {'lax': conv_lax, 'im2col': conv_im2col, 'taps': conv_taps}[name]
-  return formulation(x, kernel, tuple(strides), padding, dilation)
+  strides = tuple(int(s) for s in strides)
+  name = choose(implementation, x.shape, kernel.shape, strides, padding, dilation, x.dtype,
+                differentiated=tuning.is_differentiated(kernel),
+                measure=measure and any(isinstance(a, jax.core.Tracer) for a in (x, kernel)))
+  return _compute(name, x, kernel, strides, padding, dilation)

@@ -51,8 +51,8 @@ class Conv2D(nn.Module):
   `implementation` chooses how the convolution is computed (`cnnjax.models.convolution`); the
   parameters, the result and the gradients (up to float rounding) are the same either way: 'lax'
   is `lax.conv_general_dilated`, 'im2col' shifted slices and matrix products and 'taps' a sum of
-  per-tap products, both with hand-written backward passes; 'auto' picks, for the layer's input
-  channels and the backend, the one measured fastest (`convolution.resolve`); None takes the
+  per-tap products, both with hand-written backward passes; 'auto' takes the one measured fastest
+  on this machine for the layer's shapes (`convolution.choose`, `cnnjax.tuning`); None takes the
   module default `CONV_IMPLEMENTATION`.
 
   `padding` is 'VALID', 'SAME' or explicit zero padding ((top, bottom), (left, right)), e.g.
@@ -97,8 +97,10 @@ class Conv2D(nn.Module):
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param('kernel', self.kernel_init, kernel_shape, self.param_dtype)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    # Initialization computes once: its convolutions are not worth measuring (cnnjax.tuning).
     y = convolution.convolve(x, kernel, self.strides, self.padding,
-                             self.implementation or CONV_IMPLEMENTATION, dilation)
+                             self.implementation or CONV_IMPLEMENTATION, dilation,
+                             measure=not self.is_initializing())
     if pool is not None:
       if self.activation not in NON_DECREASING:
         raise ValueError(f'Conv2D {self.name}: pooling before the activation needs a '
