@@ -69,13 +69,19 @@ WORKER = os.path.join(HERE, 'speed_workers.py')
 # Rows per workload. 'threads=1' rows run a framework on one intra-op thread: on a machine shared
 # with other jobs, PyTorch's two OpenMP threads spin-wait for each other and lose up to 10x, so
 # the comparison takes each framework's best row as well as its default one.
-# 'ynn=on' / 'ynn=off': XLA:CPU with or without its YNNPACK fusions (cnnjax runs without them, as
-# launch.py does; Keras with them, XLA's default). 'hugepages=on' / 'hugepages=off': the worker
-# process started with or without glibc's malloc asking for transparent huge pages (cnnjax runs
-# with them, as launch.py does: `cnnjax.host_memory`; the others without, their default). The
-# rivals are also measured with cnnjax's process settings ('keras,ynn=off,hugepages=on',
-# 'torch,hugepages=on'), and cnnjax without huge pages, so each lever shows on every side.
-FRAMEWORKS = ('cnnjax', 'cnnjax,hugepages=off', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
+# 'ynn=on' / 'ynn=off': XLA:CPU with or without its YNNPACK fusions (cnnjax's rows without them
+# unless 'ynn=on'; Keras with them, XLA's default). 'hugepages=on' / 'hugepages=off': the worker
+# process started with or without glibc's malloc asking for transparent huge pages (cnnjax's rows
+# with them unless 'hugepages=off': `cnnjax.host_memory`; the others without, their default).
+# cnnjax's rows measure each 'auto' convolution's formulation on this machine at their first
+# trace (`cnnjax.tuning`, cached in the user's cache directory); 'rules' takes the rules measured
+# on the 2-core AMD EPYC instead (CNNJAX_TUNING=rules: with huge pages and no fusions, what
+# launch.py ran until 2026-11-30). launch.py picks the process settings by timing the four
+# combinations of huge pages and fusions (`cnnjax.process_settings`), so "cnnjax as launched" is
+# the best of the four cnnjax rows that are not 'rules'. The rivals are also measured with the
+# rules' process settings ('keras,ynn=off,hugepages=on', 'torch,hugepages=on').
+CNNJAX_SETTINGS = ('cnnjax', 'cnnjax,hugepages=off', 'cnnjax,ynn=on', 'cnnjax,ynn=on,hugepages=off')
+FRAMEWORKS = (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
               'torch,hugepages=on', 'torch,threads=1', 'torch_compile')
 DEFAULT_FRAMEWORKS = {
     'small_convnet': FRAMEWORKS,
@@ -86,15 +92,15 @@ DEFAULT_FRAMEWORKS = {
                                     'torch,hugepages=on'),
     # The zoo's models: one cnnjax row per architecture that a rival runs (ResNet50: v1.5 as
     # torchvision builds it, v1 as Keras does).
-    # 'cnnjax,ynn=on': whether YNNPACK's fusions, off by cnnjax's choice on the convnets and
-    # VGG16, lose on these models too (their 1x1 convolutions are matrix products).
-    'resnet50_predict_224': ('cnnjax', 'cnnjax,model=resnet50_keras', 'cnnjax,ynn=on', 'keras',
-                             'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on',
+    'resnet50_predict_224': (*CNNJAX_SETTINGS, 'cnnjax,rules', 'cnnjax,model=resnet50_keras',
+                             'keras', 'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on',
                              'torch_compile'),
-    'resnet18_train_224': ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off,hugepages=on',
-                           'torch', 'torch,hugepages=on', 'torch_compile'),
-    'inceptionv3_predict_299': ('cnnjax', 'cnnjax,ynn=on', 'keras', 'keras,ynn=off,hugepages=on',
-                                'torch', 'torch,hugepages=on', 'torch_compile'),
+    'resnet18_train_224': (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras',
+                           'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on',
+                           'torch_compile'),
+    'inceptionv3_predict_299': (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras',
+                                'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on',
+                                'torch_compile'),
 }
 # The default run: the speed workloads (the real-data one is asked for by name).
 DEFAULT_WORKLOADS = ('small_convnet', 'cats_vs_dogs_150', 'vgg16_frozen_150', 'vgg16_predict_224',
@@ -130,6 +136,8 @@ def row_environment(framework: str) -> dict[str, str]:
   # A workload's workers live side by side: on a GPU, JAX's default of taking 75% of its memory
   # at start-up would leave the second worker none. (No effect on the CPU.)
   env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+  if family == 'cnnjax':  # Measured convolution formulations, or the rules ('rules').
+    env['CNNJAX_TUNING'] = 'rules' if 'rules' in options else 'measure'
   return env
 
 

@@ -40,9 +40,10 @@ from cnnjax import host_memory
 from cnnjax import xla_cpu
 
 ENV = 'CNNJAX_PROCESS_SETTINGS'
+RESTARTED_ENV = 'CNNJAX_PROCESS_SETTINGS_RESTARTED'  # Set across apply's restart only.
 FIELDS = ('huge_pages', 'ynn_fusions')
 CHOICES = ('auto', 'on', 'off')
-STEPS = 10  # Timed train steps per candidate, after two untimed ones (compilation).
+STEPS = 30  # Timed train steps per candidate (the best counts), after two untimed ones.
 MARKER = 'time_steps: '
 ACCELERATOR_PLUGINS = ('jax_cuda12_plugin', 'jax_cuda13_plugin', 'jax_rocm7_plugin', 'libtpu')
 
@@ -232,13 +233,16 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
 
 def apply(settings: Settings, source: str, log: Callable[[str], None] = print) -> None:
   """Makes `settings` in this process: XLA_FLAGS now, huge pages by restarting the command in
-  place (`os.execve`) when glibc was not started with them. Call before JAX computes anything."""
+  place (`os.execve`) when glibc was not started with them. Call before JAX computes anything.
+  Logs the settings once (before a restart, not after it)."""
+  restarted = os.environ.pop(RESTARTED_ENV, None) is not None
+  if not restarted:
+    log(f'process settings: {settings.describe()} ({source})')
   env = environment(settings, os.environ)
   restart = settings.huge_pages and not host_memory.names_huge_pages()
-  if not restart:
-    log(f'process settings: {settings.describe()} ({source})')
   os.environ.update(env)
   if restart:
+    os.environ[RESTARTED_ENV] = '1'
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(os.environ))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnnjax import tuning
 from cnnjax.models import create_model
 from cnnjax.models.layer_outputs import layer_outputs, layer_types
 from cnnjax.training.param_groups import ParamGroup, assign_groups, frozen_paths, param_groups
@@ -79,7 +80,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], *, variables: Mapping[
     variables = abstract_variables(model, input_shape)
   images = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
   types = layer_types(model, variables, images)
-  shapes = jax.eval_shape(lambda v, x: layer_outputs(model, v, x), variables, images)
+  with tuning.rules_only():  # Shapes only: nothing here is worth measuring.
+    shapes = jax.eval_shape(lambda v, x: layer_outputs(model, v, x), variables, images)
   sizes = _layer_sizes(variables)
   labels = {layer: f'{layer} ({layer_type})' for layer, layer_type in types.items()}
   longest = max(map(len, labels.values()), default=0)

@@ -39,6 +39,7 @@ The process settings (glibc's huge pages, XLA:CPU's YNNPACK fusions) are measure
 per workload, by `cnnjax.process_settings`.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -62,6 +63,7 @@ CACHE_VERSION = 1
 @dataclasses.dataclass
 class _Settings:
   measure: bool = True
+  suspended: bool = False  # `rules_only`.
   cache_dir: str = ''
   log: Callable[[str], None] = dataclasses.field(
       default=lambda line: print(line, flush=True))
@@ -99,12 +101,26 @@ def configure_from(config) -> None:
             cache_dir='' if section is None else str(section.get('cache_dir', '') or ''))
 
 
+@contextlib.contextmanager
+def rules_only():
+  """Within it, 'auto' convolutions take the rules: for traces that compute nothing (shape-only
+  walks such as the model summary's `jax.eval_shape`)."""
+  previous = _SETTINGS.suspended
+  _SETTINGS.suspended = True
+  try:
+    yield
+  finally:
+    _SETTINGS.suspended = previous
+
+
 def measuring() -> bool:
   """Whether 'auto' convolutions are measured in this process (see the module docstring).
 
   The environment variable CNNJAX_TUNING ('measure' or 'rules'), where set, wins over
   `configure`; the test suite sets 'rules' so that only the tests of this module measure.
   """
+  if _SETTINGS.suspended:
+    return False
   mode = os.environ.get(ENV_MODE, '')
   if mode and mode not in MODES:
     raise ValueError(f'{ENV_MODE}={mode!r} is not one of {MODES}')

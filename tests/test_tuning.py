@@ -249,3 +249,39 @@ def test_a_candidate_is_timed_by_a_real_launch_child(tmp_path, monkeypatch):
   env = process_settings.environment(process_settings.Settings(False, False), os.environ)
   ms = process_settings.measure_candidate(argv, {**env, 'CNNJAX_CACHE_DIR': str(tmp_path)})
   assert 0 < ms < 10_000
+
+
+@pytest.mark.slow
+def test_launch_measures_on_the_first_run_and_reuses_on_the_next(tmp_path, monkeypatch):
+  """The real path: launch.py times the four process-setting candidates in child processes and
+  each convolution in its programs on the first run; the second run measures nothing."""
+  monkeypatch.chdir(REPO)
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('CNNJAX_TUNING', 'GLIBC_TUNABLES', 'XLA_FLAGS', process_settings.ENV)}
+  env['CNNJAX_CACHE_DIR'] = str(tmp_path / 'cache')
+  command = [sys.executable, 'launch.py', '--config', 'configs/fashion_mnist.py',
+             '--config.train.epochs=1', '--config.data.limit_train=640',
+             '--config.data.limit_test=128', '--config.train.eval_batch_size=128']
+
+  def run(workdir):
+    result = subprocess.run([*command, f'--workdir={tmp_path / workdir}'], env=env,
+                            capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.splitlines()
+
+  first = run('first')
+  timed = [line for line in first if line.startswith('process settings:') and 'ms per' in line]
+  assert len(timed) == (4 if process_settings.host_memory.huge_pages_available() else 2), first
+  chosen = [line for line in first if 'measured now' in line]
+  assert len(chosen) == 1, first
+  # The evaluation step's convolutions (batch 128, forward only) are measured in the run itself.
+  assert sum(line.startswith('tuning: predict x=128x') for line in first) == 3, first
+  assert any(line.startswith('test_accuracy:') for line in first)
+
+  second = run('second')
+  assert not any('ms per train step' in line or line.startswith('tuning:') for line in second), (
+      second)
+  assert sum('measured earlier' in line for line in second) == 1, second
+  # The same settings as the first run chose.
+  setting = lambda line: line.split(' (')[0]  # pylint: disable=unnecessary-lambda-assignment
+  assert setting(chosen[0]) == setting(next(l for l in second if 'measured earlier' in l))
