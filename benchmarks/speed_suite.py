@@ -86,8 +86,10 @@ FRAMEWORKS = (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras', 'keras,ynn=off,hugepage
 DEFAULT_FRAMEWORKS = {
     'small_convnet': FRAMEWORKS,
     'cats_vs_dogs_150': FRAMEWORKS,
-    'vgg16_frozen_150': FRAMEWORKS,
-    'vgg16_predict_224': FRAMEWORKS,
+    # VGG16's convolutions name no formulation: the module default, 'lax'; 'conv=auto' measures
+    # each of them as the convnets' are.
+    'vgg16_frozen_150': (*FRAMEWORKS, 'cnnjax,conv=auto'),
+    'vgg16_predict_224': (*FRAMEWORKS, 'cnnjax,conv=auto'),
     'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
                                     'torch,hugepages=on'),
     # The zoo's models: one cnnjax row per architecture that a rival runs (ResNet50: v1.5 as
