@@ -85,13 +85,15 @@ FRAMEWORKS = (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras', 'keras,ynn=off,hugepage
               'torch,hugepages=on', 'torch,threads=1', 'torch_compile')
 DEFAULT_FRAMEWORKS = {
     'small_convnet': FRAMEWORKS,
-    'cats_vs_dogs_150': FRAMEWORKS,
+    # bfloat16 compute (float32 parameters) on both sides: whether XLA:CPU and PyTorch's
+    # autocast use the CPU's bf16 units (AMX, AVX512-BF16) for a training and an inference job.
+    'cats_vs_dogs_150': (*FRAMEWORKS, 'cnnjax,bf16', 'torch,bf16'),
     # VGG16's convolutions name no formulation: the module default, 'lax'; 'conv=auto' measures
     # each of them as the convnets' are.
     'vgg16_frozen_150': (*FRAMEWORKS, 'cnnjax,conv=auto'),
-    'vgg16_predict_224': (*FRAMEWORKS, 'cnnjax,conv=auto'),
-    'small_convnet_fashion_mnist': ('cnnjax', 'keras', 'keras,ynn=off,hugepages=on', 'torch',
-                                    'torch,hugepages=on'),
+    'vgg16_predict_224': (*FRAMEWORKS, 'cnnjax,conv=auto', 'cnnjax,bf16', 'torch,bf16'),
+    'small_convnet_fashion_mnist': (*CNNJAX_SETTINGS, 'cnnjax,rules', 'keras',
+                                    'keras,ynn=off,hugepages=on', 'torch', 'torch,hugepages=on'),
     # The zoo's models: one cnnjax row per architecture that a rival runs (ResNet50: v1.5 as
     # torchvision builds it, v1 as Keras does).
     'resnet50_predict_224': (*CNNJAX_SETTINGS, 'cnnjax,rules', 'cnnjax,model=resnet50_keras',

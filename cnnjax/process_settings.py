@@ -104,7 +104,8 @@ def workload_key(config) -> str:
   return (f'{model.name} input={"x".join(str(d) for d in model.input_shape)} '
           f'batch={config.train.batch_size} dtype={model.get("dtype", "float32")} '
           f'conv={model.get("conv_implementation") or "auto"} '
-          f'augment={config.augment.kind} optimizer={config.train.optimizer}')
+          f'augment={config.augment.kind} optimizer={config.train.optimizer} '
+          f'param_groups={list(config.train.get("param_groups", ()))}')
 
 
 def environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
@@ -214,7 +215,13 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
   for values in itertools.product((True, False), repeat=len(open_fields)):
     candidate = Settings(**{**made, **dict(zip(open_fields, values))})
     start = time.perf_counter()
-    times[candidate] = measure(argv, environment(candidate, environ))
+    try:
+      times[candidate] = measure(argv, environment(candidate, environ))
+    except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as error:
+      # The run itself will say what is wrong if it is the config; a failed measurement only
+      # costs the choice, which is not cached.
+      log(f'process settings: could not time {candidate.describe()} ({error}); the rules')
+      return Settings(**{**dataclasses.asdict(base), **made}), 'rules (measuring failed)'
     log(f'process settings: {candidate.describe()}: {times[candidate]:.1f} ms per train step '
         f'(measured in {time.perf_counter() - start:.0f} s)')
   best = min(times, key=times.get)
@@ -249,14 +256,18 @@ def apply(settings: Settings, source: str, log: Callable[[str], None] = print) -
 
 
 def time_train_steps(config, steps: int = STEPS) -> float:
-  """Milliseconds per train step of `config`'s model, optimizer and augmentation on one device,
-  on random images of `model.input_shape` (the best of `steps` after two untimed steps)."""
+  """Milliseconds per train step of `config`'s model, optimizer, frozen parameters and
+  augmentation on one device, on random images of `model.input_shape` and random initial
+  parameters (the best of `steps` after two untimed steps)."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from cnnjax import augment as augment_lib  # pylint: disable=import-outside-toplevel
   from cnnjax.models import create_model  # pylint: disable=import-outside-toplevel
   from cnnjax.training.losses import get_objective  # pylint: disable=import-outside-toplevel
   from cnnjax.training.optimizers import create_optimizer  # pylint: disable=import-outside-toplevel
+  from cnnjax.summary import abstract_variables  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.param_groups import frozen_paths  # pylint: disable=import-outside-toplevel
+  from cnnjax.training.param_groups import param_groups  # pylint: disable=import-outside-toplevel
   from cnnjax.training.parallel import create_parallel  # pylint: disable=import-outside-toplevel
   from cnnjax.training.train_state import create_train_state  # pylint: disable=import-outside-toplevel
   train = config.train
@@ -266,8 +277,9 @@ def time_train_steps(config, steps: int = STEPS) -> float:
                              augmenter, None)
   model = parallel.adapt_model(create_model(config.model))
   shape = tuple(config.model.input_shape)
+  frozen = frozen_paths(abstract_variables(model, shape)['params'], param_groups(train))
   state = parallel.place_state(create_train_state(
-      model, create_optimizer(train, 100), shape, config.seed,
+      model, create_optimizer(train, 100), shape, config.seed, frozen=frozen,
       ema_decay=float(train.get('ema_decay', 0.0))))
   rng = np.random.default_rng(0)
   classes = max(2, int(config.model.num_outputs or config.data.num_classes))

@@ -285,3 +285,18 @@ def test_launch_measures_on_the_first_run_and_reuses_on_the_next(tmp_path, monke
   # The same settings as the first run chose.
   setting = lambda line: line.split(' (')[0]  # pylint: disable=unnecessary-lambda-assignment
   assert setting(chosen[0]) == setting(next(l for l in second if 'measured earlier' in l))
+
+
+def test_a_failed_measurement_falls_back_to_the_rules_uncached(tmp_path, monkeypatch):
+  monkeypatch.setattr(tuning._SETTINGS, 'cache_dir', str(tmp_path / 'cache'))
+  lines = []
+
+  def measure(argv, env):
+    raise RuntimeError('timing huge_pages=1,ynn_fusions=1 failed (exit 1): out of memory')
+
+  config = settings_config(tmp_path)
+  settings, source = process_settings.choose(config, ['launch.py'], {'PATH': ''},
+                                             measure=measure, log=lines.append)
+  assert settings == process_settings.rules() and source == 'rules (measuring failed)'
+  assert 'out of memory' in lines[-1]
+  assert not os.path.exists(tmp_path / 'cache')
