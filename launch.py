@@ -7,6 +7,11 @@ model's summary and exits; `--mode predict` prints the top ImageNet classes of p
 training (the default) or 'visualize' (figures of a trained model). Everything else lives in
 the `cnnjax` package.
 
+On the CPU a training run first settles its process settings (glibc's huge pages, XLA:CPU's
+YNNPACK fusions): fixed by the environment or `tuning.*`, else measured once per workload on this
+machine with `--mode time_steps` children and cached (cnnjax/process_settings.py); its 'auto'
+convolutions are measured at their first trace (cnnjax/tuning.py).
+
 Exit codes: 0 done; 2 an error the user can fix (printed as one line `error: ...`: bad input, a
 workdir another live run holds, a read-only or full disk); 143 / 130 a training run stopped by
 SIGTERM / SIGINT at a checkpoint that the same command resumes from

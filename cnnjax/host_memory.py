@@ -11,10 +11,12 @@ its output benchmarks/results/huge-pages-2026-11-30.json: 2-core Intel Xeon, gli
 jobs running). What that gives the train steps: README, Speed.
 
 glibc reads its tunables from the GLIBC_TUNABLES variable once, when the process starts, so
-`launch.py` calls `restart_with_huge_pages` first thing (through `xla_cpu.run_as_launched`): it
-starts the same command again in place (`os.execve`) with the tunable added, unless
-GLIBC_TUNABLES already names it (the user's choice wins; `glibc.malloc.hugetlb=0` turns it off)
-or the machine has no transparent huge pages to give. This module imports no JAX.
+a process that wants huge pages starts the same command again in place (`os.execve`) with the
+tunable added: `launch.py` when its settings ask for them (`cnnjax.process_settings`: measured per
+workload, or the rule: on), benchmark scripts through `restart_with_huge_pages`
+(`xla_cpu.run_as_launched`), unless GLIBC_TUNABLES already names it (the user's choice wins;
+`glibc.malloc.hugetlb=0` turns it off) or the machine has no transparent huge pages to give. This
+module imports no JAX.
 """
 
 import os

@@ -3,11 +3,12 @@
 XLA:CPU hands convolutions and matrix products to YNNPACK by default. On the 2-core AMD EPYC
 machine this project measures on, its own (Eigen) kernels were faster for every workload of
 `benchmarks/speed_suite.py` (2026-11-24: VGG16 inference 1.9x, the frozen-VGG16 step 1.2x, the
-150x150 convnet's step 1.25x with `lax.conv`; README, Speed). XLA reads `XLA_FLAGS` once, when
-its CPU backend starts, so `launch.py` calls `turn_off_ynn_fusions` before anything starts JAX,
-and `cnnjax.models.convolution` asks `ynn_fusions_on` which convolution formulation to use on
-the CPU. `run_as_launched` applies it together with `cnnjax.host_memory`'s huge pages. This
-module imports no JAX.
+150x150 convnet's step 1.25x with `lax.conv`; README, Speed). That is now a rule, the fallback of
+`cnnjax.process_settings`, which measures the setting per workload on the machine at hand. XLA
+reads `XLA_FLAGS` once, when its CPU backend starts, so the setting is made before anything
+starts JAX, and `cnnjax.models.convolution`'s rules ask `ynn_fusions_on` which convolution
+formulation to use on the CPU. `run_as_launched` applies the rules together with
+`cnnjax.host_memory`'s huge pages (for benchmark scripts). This module imports no JAX.
 """
 
 import os
@@ -38,7 +39,8 @@ def turn_off_ynn_fusions() -> None:
 
 
 def run_as_launched() -> None:
-  """Sets up this process as `launch.py` runs: glibc malloc with huge pages, then YNNPACK off.
+  """Sets up this process by the rules: glibc malloc with huge pages, then YNNPACK off (what
+  `launch.py` runs where measuring is off; `cnnjax.process_settings`).
 
   For launch.py and the benchmark scripts that should measure as it runs. Call it first thing in
   a script's `__main__`: the huge-page restart (`host_memory.restart_with_huge_pages`) starts the

@@ -13,7 +13,7 @@ dilations may be combined (torch allows it, Keras does not).
 
 - 'lax': `lax.conv_general_dilated`, differentiated by JAX. What accelerators should run (cuDNN
   and the like), and XLA:CPU's fastest for layers with several input channels when its YNNPACK
-  fusions are off (as `launch.py` runs; `cnnjax.xla_cpu`).
+  fusions are off (`cnnjax.xla_cpu`).
 - 'im2col': the kh*kw shifted (strided) views of the padded input are put side by side, in the
   (row, column, channel) order of the kernel's first three axes, so that one matrix product with
   the kernel reshaped to (kh*kw*Cin, Cout) computes every output pixel. Its two gradients are
@@ -67,7 +67,7 @@ def resolve(implementation: str, in_channels: int) -> str:
   The rules are what 'auto' takes where nothing is measured (`choose`); they were measured on
   the 2-core AMD EPYC (see the module docstring): 'lax' on
   accelerators; on the CPU 'im2col' with XLA's YNNPACK fusions on (XLA's default;
-  `cnnjax.xla_cpu`), and with them off (as `launch.py` runs) 'taps' for one input channel and
+  `cnnjax.xla_cpu`), and with them off (launch.py's rule) 'taps' for one input channel and
   'lax' for more. Runs of several processes take the same choice: 'taps' there once looked at
   fault (a two-process pmap test hung, a sharded one drifted 2% from one process) but was not;
   see `train.parallel`'s section of the README (2026-11-30).
