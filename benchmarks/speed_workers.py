@@ -165,8 +165,10 @@ def cnnjax_worker(workload: str, steps: int, variant: str):
   dtype, conv, model_name = 'float32', None, CNNJAX_MODELS.get(workload)
   for option in variant.split(',')[1:]:
     key, _, value = option.partition('=')
-    if key in ('threads', 'ynn', 'hugepages'):
-      continue  # Set in XLA_FLAGS before JAX started (`main`), or in the process environment.
+    if key in ('threads', 'ynn', 'hugepages', 'rules'):
+      # Set in XLA_FLAGS before JAX started (`main`), or in the process environment (huge pages;
+      # 'rules': CNNJAX_TUNING, `speed_suite.row_environment`).
+      continue
     if key == 'bf16':
       dtype = 'bfloat16'
     elif key == 'conv':

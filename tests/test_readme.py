@@ -105,6 +105,7 @@ def test_the_speed_tables_hold_their_outputs_figures():
   readme = read('README.md')
   assert '`benchmarks/results/cpu-2026-11-24-taps-hugepages.json`' in readme
   rows = json.loads(read('benchmarks/results/cpu-2026-11-24-taps-hugepages.json'))['workloads']
+  readme = readme[readme.index('### Earlier: the 2-core AMD EPYC'):]
   for workload, label in (('small_convnet', '(a) small convnet'),
                           ('cats_vs_dogs_150', '(b) cats vs dogs')):
     best = {row: figures['images_per_second_best']
@@ -122,6 +123,7 @@ def test_the_zoo_table_holds_its_outputs_figures():
   readme = read('README.md')
   assert '`benchmarks/results/cpu-2026-11-30-zoo-afternoon.json`' in readme
   rows = json.loads(read('benchmarks/results/cpu-2026-11-30-zoo-afternoon.json'))['workloads']
+  readme = readme[readme.index('### The model zoo earlier on 2026-11-30'):]
 
   def cell(figures):
     return (f'{figures["images_per_second_best"]:.1f} '
@@ -137,3 +139,44 @@ def test_the_zoo_table_holds_its_outputs_figures():
     assert cells[2] == f'{cell(figures["torch"])} / {cell(figures["torch,hugepages=on"])}', (
         workload, cells[2])
     assert cells[3] == cell(figures['torch_compile']), (workload, cells[3])
+
+
+def test_the_measured_speed_table_holds_its_outputs_figures():
+  """The Intel Xeon table: every cnnjax, Keras, PyTorch and torch.compile cell and the ratio
+  column, from the JSON it names ("as launched" = the best of cnnjax's four process settings)."""
+  readme = read('README.md')
+  section = readme[readme.index('### On the 2-core Intel Xeon (Sapphire Rapids), 2026-11-30'):
+                   readme.index('### Earlier: the 2-core AMD EPYC')]
+  assert '--out benchmarks/results/cpu-2026-11-30-measured.json`' in section
+  workloads = json.loads(read('benchmarks/results/cpu-2026-11-30-measured.json'))['workloads']
+  settings = ('cnnjax', 'cnnjax,hugepages=off', 'cnnjax,ynn=on', 'cnnjax,ynn=on,hugepages=off')
+
+  def fmt(rows, name):
+    if name not in rows:
+      return '-'
+    value = rows[name]['images_per_second_best']
+    return f'{value:,.0f}' if value >= 1000 else f'{value:.1f}'
+
+  for label, workload in (('(a) small convnet', 'small_convnet'),
+                          ('(b) cats vs dogs', 'cats_vs_dogs_150'),
+                          ('(c) VGG16 frozen', 'vgg16_frozen_150'),
+                          ('(d) VGG16 with top', 'vgg16_predict_224'),
+                          ('(e) ResNet50 v1.5', 'resnet50_predict_224'),
+                          ('(f) ResNet18', 'resnet18_train_224'),
+                          ('(g) InceptionV3', 'inceptionv3_predict_299')):
+    rows = workloads[workload]['rows']
+    line = next(line for line in section.splitlines() if line.startswith(f'| {label}'))
+    cells = [c.strip() for c in line.split('|')[2:-1]]
+    fastest = max(settings, key=lambda name: rows[name]['images_per_second_best'])
+    assert cells[0].split(' (')[0] == fmt(rows, fastest), (label, cells[0])
+    assert cells[1] == fmt(rows, 'cnnjax,rules'), (label, cells[1])
+    assert cells[2] == fmt(rows, 'cnnjax,bf16'), (label, cells[2])
+    if not label.startswith('(e)'):
+      assert cells[3] == f"{fmt(rows, 'keras')} / {fmt(rows, 'keras,ynn=off,hugepages=on')}"
+    assert cells[4] == f"{fmt(rows, 'torch')} / {fmt(rows, 'torch,hugepages=on')}", label
+    assert cells[5] == fmt(rows, 'torch,bf16') and cells[6] == fmt(rows, 'torch_compile')
+    rivals = [rows[name]['images_per_second_best'] for name in rows
+              if name.split(',')[0] in ('torch', 'torch_compile') and 'bf16' not in name
+              or (name.split(',')[0] == 'keras' and not label.startswith('(e)'))]
+    ratio = rows[fastest]['images_per_second_best'] / max(rivals)
+    assert cells[7].startswith(f'**{ratio:.2f}x**'), (label, cells[7], ratio)
