@@ -5,17 +5,7 @@ import json
 import os
 import platform
 
-
-def cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+from cnnjax.tuning import cpu_model  # The CPU model the measured choices are cached under.
 
 
 def machine_description() -> dict[str, str]:
