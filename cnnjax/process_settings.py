@@ -26,7 +26,6 @@ instead of deciding again; a user may set it too. This module imports no JAX.
 """
 
 import dataclasses
-import hashlib
 import importlib.util
 import itertools
 import json
@@ -34,7 +33,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from cnnjax import host_memory
 from cnnjax import xla_cpu
@@ -140,29 +139,6 @@ def _several_processes(environ: Mapping[str, str]) -> bool:
       int(environ.get(name, '1') or 1) > 1 for name in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE'))
 
 
-def _cache_path(ident: dict[str, Any]) -> str:
-  from cnnjax import tuning  # pylint: disable=import-outside-toplevel
-  digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-  return os.path.join(tuning.cache_directory(), f'process-settings-{digest}.json')
-
-
-def _identity(environ: Mapping[str, str]) -> dict[str, Any]:
-  """`tuning.identity()` as this command was started (before any setting of its own)."""
-  from cnnjax import tuning  # pylint: disable=import-outside-toplevel
-  saved = {name: os.environ.get(name) for name in ('XLA_FLAGS', 'GLIBC_TUNABLES')}
-  try:
-    for name in saved:
-      os.environ.pop(name, None)
-      if environ.get(name):
-        os.environ[name] = environ[name]
-    return tuning.identity()
-  finally:
-    for name, value in saved.items():
-      os.environ.pop(name, None)
-      if value is not None:
-        os.environ[name] = value
-
-
 def measure_candidate(argv: list[str], env: dict[str, str], timeout: float = 600.0) -> float:
   """Milliseconds per train step of `argv` run with `--mode=time_steps` in `env`."""
   result = subprocess.run([*argv, '--mode=time_steps'], env=env, capture_output=True, text=True,
@@ -198,8 +174,9 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
   if (not measuring or not measure_allowed or config.get('job', 'train') != 'train'
       or _accelerator_possible(environ) or _several_processes(environ)):
     return Settings(**{**dataclasses.asdict(base), **made}), 'rules (not measured)'
-  ident = _identity(environ)
-  path = _cache_path(ident)
+  from cnnjax import tuning  # pylint: disable=import-outside-toplevel
+  ident = tuning.identity(environ)  # As this command was started, before its own settings.
+  path = tuning.cache_file(ident, kind='process-settings')
   key = json.dumps({'workload': workload_key(config), 'fixed': made}, sort_keys=True)
   try:
     with open(path) as f:

@@ -48,7 +48,7 @@ import platform
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 ENV_MODE = 'CNNJAX_TUNING'  # 'measure' (the default) or 'rules'.
 ENV_CACHE_DIR = 'CNNJAX_CACHE_DIR'
@@ -161,22 +161,24 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def identity() -> dict[str, Any]:
-  """What the measured times depend on besides the shapes: the machine, versions and settings."""
+def identity(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+  """What the measured times depend on besides the shapes: the machine, versions and settings
+  (XLA_FLAGS and GLIBC_TUNABLES as `environ`, default this process's environment, has them)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jaxlib  # pylint: disable=import-outside-toplevel
+  environ = os.environ if environ is None else environ
   return {'cache_version': CACHE_VERSION, 'cpu': cpu_model(), 'cores': usable_cores(),
           'machine': platform.machine(), 'jax': jax.__version__,
           'jaxlib': getattr(jaxlib, '__version__', jaxlib.version.__version__),
-          'xla_flags': ' '.join(os.environ.get('XLA_FLAGS', '').split()),
-          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', '')}
+          'xla_flags': ' '.join(environ.get('XLA_FLAGS', '').split()),
+          'glibc_tunables': environ.get('GLIBC_TUNABLES', '')}
 
 
-def cache_file(ident: dict[str, Any] | None = None) -> str:
-  """The cache file of this machine identity (a hash of `identity()` names it)."""
+def cache_file(ident: dict[str, Any] | None = None, kind: str = 'convolutions') -> str:
+  """The cache file of `kind` for this machine identity (a hash of `identity()` names it)."""
   ident = identity() if ident is None else ident
   digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-  return os.path.join(cache_directory(), f'convolutions-{digest}.json')
+  return os.path.join(cache_directory(), f'{kind}-{digest}.json')
 
 
 def _load(path: str, ident: dict[str, Any]) -> dict[str, Any]:
