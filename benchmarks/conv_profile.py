@@ -175,9 +175,11 @@ def main() -> None:
   types = layer_types(model, variables, images)
   names = list(outputs)
   if any(types[name] == 'Conv2D' and (name not in variables['params'] or variables['params'][
-      name]['kernel'].shape[:2] != (3, 3)) for name in names):
+      name]['kernel'].shape[:2] != (3, 3) or 'bias' not in variables['params'][name])
+         for name in names):
     # Nested layers (ResNet's blocks, whose inputs are not the previous output) or convolutions
-    # other than the convnets' 3x3 VALID ones.
+    # other than the convnets' 3x3 VALID ones with bias and ReLU (bn_convnet's are 'SAME',
+    # without bias, followed by pooling and BatchNorm).
     names = []
     print('layer by layer: only for the convnets (a sequence of named 3x3 layers); skipped')
   print(f'{"layer":<10s} {"conv":<7s} {"input":<16s} {"forward":>9s} {"d kernel":>9s} '

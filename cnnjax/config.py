@@ -74,6 +74,12 @@ def base_config() -> ml_collections.ConfigDict:
   # How every Conv2D of the model computes: 'lax', 'im2col', 'taps' or 'auto' (the formulation
   # measured fastest on the backend; cnnjax/models/convolution.py); None keeps the model's own.
   model.conv_implementation = config_dict.placeholder(str)
+  # The shape of a plain convnet (bn_convnet): channels of each stage, convolutions per stage (one
+  # number, or one per stage), and the first convolution's stride (2: strided instead of pooled).
+  # None keeps the model's own; a model without the field refuses it.
+  model.widths = config_dict.placeholder(tuple)
+  model.convs_per_stage = config_dict.placeholder(object)
+  model.first_stride = config_dict.placeholder(int)
   # Pretrained initialization (cnnjax/transfer/pretrained.py): a weight file (VGG16's Keras .h5,
   # .weights.h5 or torchvision .pth) or the workdir of a cnnjax run (its best checkpoint); ''
   # starts from scratch. init_layers: regexes of the parameters taken from it (as in
@@ -107,6 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
   train.tta_flip = False       # Evaluation averages the logits over the mirrored image too,
   train.tta_shift = 0          # and over each view moved by this many pixels both ways along
                                # the diagonal (cnnjax/training/test_time.py).
+  train.evaluate_test = True   # False: stop at the best epoch by val_loss without reading the
+                               # test split (settings chosen on validation, as in a search).
   # Checkpoints within epochs (cnnjax/training/checkpointing.py), besides the one at each epoch's
   # end: every N global steps and every N minutes since the last checkpoint; 0 turns either
   # off. A run resumed from one continues exactly where it was. SIGTERM / SIGINT always write one.

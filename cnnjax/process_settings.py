@@ -100,7 +100,11 @@ def fixed(environ: Mapping[str, str], config) -> dict[str, bool]:
 def workload_key(config) -> str:
   """What the settings are measured for: the model, its input, batch, dtype and augmentation."""
   model = config.model
-  return (f'{model.name} input={"x".join(str(d) for d in model.input_shape)} '
+  # The shape of a plain convnet, where the config sets it (bn_convnet's widths and so on).
+  shape = ''.join(f' {field}={model.get(field)}'
+                  for field in ('widths', 'convs_per_stage', 'first_stride')
+                  if model.get(field) is not None)
+  return (f'{model.name}{shape} input={"x".join(str(d) for d in model.input_shape)} '
           f'batch={config.train.batch_size} dtype={model.get("dtype", "float32")} '
           f'conv={model.get("conv_implementation") or "auto"} '
           f'augment={config.augment.kind} optimizer={config.train.optimizer} '

@@ -297,3 +297,33 @@ def test_bn_convnet_pools_right_after_each_stages_first_convolution():
   assert outputs['bn3_1'].shape == (2, 3, 3, 96)
   # Fresh moving statistics (mean 0, variance 1): evaluation's BatchNorm is x / sqrt(1 + eps).
   np.testing.assert_allclose(outputs['bn1_1'], outputs['pool1'] / np.sqrt(1 + 1e-5), rtol=1e-5)
+
+
+def test_bn_convnet_takes_its_shape_from_the_config():
+  """model.widths / convs_per_stage / first_stride: a strided first convolution replaces the first
+  stage's pooling (same output size), extra convolutions keep the stage's size; a model without
+  those fields refuses them."""
+  config = model_config('bn_convnet')
+  config.widths, config.convs_per_stage, config.first_stride = (8, 16), (1, 2), 2
+  model = create_model(config)
+  images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  variables = model.init(jax.random.key(0), images)
+  outputs = layer_outputs(model, variables, images)
+  assert [name for name in outputs if name.startswith(('conv', 'pool', 'bn'))] == [
+      'conv1_1', 'bn1_1', 'conv2_1', 'pool2', 'bn2_1', 'conv2_2', 'bn2_2']
+  assert outputs['conv1_1'].shape == (2, 14, 14, 8)
+  assert outputs['bn2_2'].shape == (2, 7, 7, 16)
+  assert variables['params']['predictions']['kernel'].shape == (7 * 7 * 16, 10)
+  # The strided convolution is the stride-1 one at every other position: 'SAME' pads 28 -> 14
+  # by (0, 1), so its windows centre on the odd rows and columns (TensorFlow's rule).
+  kernel = variables['params']['conv1_1']['kernel']
+  dense = jax.lax.conv_general_dilated(images, kernel, (1, 1), 'SAME',
+                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  np.testing.assert_allclose(outputs['conv1_1'], dense[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
+  config.first_stride = 3
+  with pytest.raises(ValueError, match='first_stride'):
+    create_model(config).init(jax.random.key(0), images)
+  plain = model_config('small_convnet')
+  plain.widths = (8, 16)
+  with pytest.raises(ConfigError, match='model.widths'):
+    create_model(plain)

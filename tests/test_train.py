@@ -51,6 +51,32 @@ def test_end_to_end_writes_everything(tiny_config, tmp_path, capsys):
   assert result['best_epoch'] == min(history, key=lambda e: e['val_loss'])['epoch']
 
 
+def test_without_the_test_split_a_run_stops_at_its_best_epoch(tiny_config, tmp_path, capsys,
+                                                              monkeypatch):
+  """`train.evaluate_test=False` (choosing settings on the validation split): every evaluation is
+  of the 256 validation images, none of the 200 test images; no test metrics are written."""
+  from cnnjax.training import train as train_lib  # pylint: disable=import-outside-toplevel
+  tiny_config.data.limit_test = 200
+  tiny_config.train.evaluate_test = False
+  evaluated, real_evaluate = [], train_lib.evaluate
+
+  def spy(parallel, state, dataset, batch_size):
+    evaluated.append(len(dataset.labels))
+    return real_evaluate(parallel, state, dataset, batch_size)
+
+  monkeypatch.setattr(train_lib, 'evaluate', spy)
+  workdir = str(tmp_path / 'run')
+  result = train_and_evaluate(tiny_config, workdir)
+  out = capsys.readouterr().out
+  history = read_history(workdir)
+  best = min(history, key=lambda e: e['val_loss'])
+  assert result == {'best_epoch': best['epoch'], 'val_loss': best['val_loss'],
+                    'val_accuracy': best['val_accuracy']}
+  assert evaluated == [256, 256]  # Validation after each of the 2 epochs; no test.
+  assert 'test_accuracy' not in out and 'test split not evaluated' in out
+  assert not os.path.exists(os.path.join(workdir, 'test_metrics.json'))
+
+
 def test_resume_after_interrupt_gives_the_uninterrupted_run(tiny_config, tmp_path):
   tiny_config.train.epochs = 3
   tiny_config.model.name = 'small_convnet'

@@ -197,11 +197,16 @@ def test_process_settings_are_measured_once_per_workload(tmp_path, monkeypatch):
   config.train.batch_size = 128
   process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
   assert len(timed) == 8
+  # Another model shape set in the config (model.widths): another workload too.
+  config.model.widths = (8, 16, 32)
+  process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
+  assert len(timed) == 12
+  config.model.widths = None
   # Another CPU model: the cache is ignored.
   config.train.batch_size = 64
   monkeypatch.setattr(tuning, 'cpu_model', lambda: 'Another CPU')
   process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
-  assert len(timed) == 12
+  assert len(timed) == 16
 
 
 def test_process_settings_overrides_win(tmp_path, monkeypatch):

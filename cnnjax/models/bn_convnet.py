@@ -47,6 +47,9 @@ class BNConvNet(nn.Module):
     axis_name: BatchNorm's `axis_name` (set under pmap by `Parallel.adapt_model`).
     conv_implementation: how each Conv2D computes (`cnnjax.models.convolution`; 'auto' takes
       'taps' for the one-channel input layer on the CPU).
+    first_stride: 1 pools after the first convolution (airbench's ConvGroup); 2 makes the first
+      convolution strided instead and leaves out the first stage's pooling (the same output size
+      for even inputs, a quarter of the first stage's work).
   """
 
   widths: Sequence[int] = (24, 48, 96)
@@ -58,6 +61,7 @@ class BNConvNet(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   conv_implementation: str | None = 'auto'
+  first_stride: int = 1
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -66,13 +70,18 @@ class BNConvNet(nn.Module):
     if len(counts) != len(self.widths):
       raise ValueError(f'convs_per_stage={self.convs_per_stage} gives {len(counts)} stages for '
                        f'{len(self.widths)} widths')
+    if self.first_stride not in (1, 2):
+      raise ValueError(f'first_stride must be 1 (pool after the first convolution) or 2 (a '
+                       f'strided first convolution), not {self.first_stride}')
     x = images
     for stage, (width, count) in enumerate(zip(self.widths, counts), start=1):
       for i in range(1, count + 1):
-        x = layers.Conv2D(width, padding='SAME', activation=None, use_bias=False,
+        strided = stage == 1 and i == 1 and self.first_stride == 2
+        x = layers.Conv2D(width, padding='SAME', strides=(2, 2) if strided else (1, 1),
+                          activation=None, use_bias=False,
                           dtype=self.dtype, implementation=self.conv_implementation,
                           name=f'conv{stage}_{i}')(x)
-        if i == 1:
+        if i == 1 and not strided:
           x = layers.MaxPooling2D(name=f'pool{stage}')(x)
         x = layers.BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, dtype=self.dtype,
                          axis_name=self.axis_name,

@@ -183,7 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     on_epoch_end: called as `on_epoch_end(epoch, history)` after each epoch is saved.
 
   Returns:
-    The test metrics: test_loss, test_accuracy and best_epoch.
+    The test metrics: test_loss, test_accuracy and best_epoch (with `train.evaluate_test` False:
+    best_epoch and its val_loss and val_accuracy; the test split is not evaluated).
 
   Raises:
     Interrupted: on SIGTERM / SIGINT, once the last checkpoint is on disk
@@ -444,18 +445,25 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     best_state, best_history = checkpoints.restore(checkpoints.best_step(),
                                                    parallel.to_checkpoint(state))
     best_epoch = best_history[-1]['epoch']
-    test_metrics = evaluate(parallel, parallel.place_state(best_state), datasets.test,
-                            train_config.eval_batch_size)
-    events.scalars(train_config.epochs * steps_per_epoch,
-                   {'test/loss': test_metrics['loss'], 'test/accuracy': test_metrics['accuracy']})
+    if train_config.get('evaluate_test', True):
+      test_metrics = evaluate(parallel, parallel.place_state(best_state), datasets.test,
+                              train_config.eval_batch_size)
+      events.scalars(train_config.epochs * steps_per_epoch,
+                     {'test/loss': test_metrics['loss'],
+                      'test/accuracy': test_metrics['accuracy']})
   finally:
     events.close()
     checkpoints.close()  # Waits for a save in flight, so none is lost on an error.
 
+  log(f'best epoch by val_loss: {best_epoch}')
+  if not train_config.get('evaluate_test', True):
+    # Choosing settings on the validation split: the test split stays unread.
+    log('test split not evaluated (train.evaluate_test=False)')
+    return {'best_epoch': best_epoch, 'val_loss': best_history[-1]['val_loss'],
+            'val_accuracy': best_history[-1]['val_accuracy']}
   result = {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy'],
             'best_epoch': best_epoch}
   if writer:
     history_lib.write_json(os.path.join(workdir, 'test_metrics.json'), result)
-  log(f'best epoch by val_loss: {best_epoch}')
   log(f"test_accuracy: {result['test_accuracy']:.4f}")
   return result
