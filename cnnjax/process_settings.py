@@ -182,14 +182,9 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
   ident = tuning.identity(environ)  # As this command was started, before its own settings.
   path = tuning.cache_file(ident, kind='process-settings')
   key = json.dumps({'workload': workload_key(config), 'fixed': made}, sort_keys=True)
-  try:
-    with open(path) as f:
-      stored = json.load(f)
-  except (OSError, ValueError):
-    stored = {}
-  if stored.get('identity') != ident:
-    stored = {'identity': ident, 'choices': {}}
-  entry = stored['choices'].get(key)
+  prefixed = lambda line: log(f'process settings: {line}')
+  choices = tuning.read_cache(path, ident, prefixed)
+  entry = choices.get(key)
   if entry is not None:
     return Settings(**entry['settings']), f'measured earlier ({path})'
   times = {}
@@ -206,16 +201,10 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
     log(f'process settings: {candidate.describe()}: {times[candidate]:.1f} ms per train step '
         f'(measured in {time.perf_counter() - start:.0f} s)')
   best = min(times, key=times.get)
-  stored['choices'][key] = {
+  choices[key] = {
       'settings': dataclasses.asdict(best),
       'ms_per_step': {candidate.encode(): round(ms, 3) for candidate, ms in times.items()}}
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.tmp', 'w') as f:
-      json.dump(stored, f, indent=1, sort_keys=True)
-    os.replace(path + '.tmp', path)
-  except OSError as error:
-    log(f'process settings: could not write {path} ({error}); measured again next time')
+  tuning.write_cache(path, ident, choices, prefixed)
   return best, f'measured now ({path})'
 
 

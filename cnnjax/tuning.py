@@ -181,40 +181,51 @@ def cache_file(ident: dict[str, Any] | None = None, kind: str = 'convolutions') 
   return os.path.join(cache_directory(), f'{kind}-{digest}.json')
 
 
-def _load(path: str, ident: dict[str, Any]) -> dict[str, Any]:
-  """The choices in `path` if it was written under `ident`; {} (with a log line) otherwise."""
-  if path in _LOADED:
-    return _LOADED[path]
-  choices: dict[str, Any] = {}
+def read_cache(path: str, ident: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+  """The choices stored in cache file `path` if it was written under `ident`; {} otherwise (a
+  missing file silently; an unreadable one, or one of another identity, with a line to `log`)."""
   try:
     with open(path) as f:
       stored = json.load(f)
   except FileNotFoundError:
-    stored = None
+    return {}
   except (OSError, ValueError) as error:
-    _SETTINGS.log(f'tuning: ignoring the unreadable cache {path} ({error}); measuring again')
-    stored = None
-  if stored is not None:
-    if stored.get('identity') == ident:
-      choices = dict(stored.get('choices', {}))
-    else:
-      _SETTINGS.log(f'tuning: ignoring {path}: measured under {stored.get("identity")}, this '
-                    f'process is {ident}; measuring again')
-  _LOADED[path] = choices
-  return choices
+    log(f'ignoring the unreadable cache {path} ({error}); measuring again')
+    return {}
+  if stored.get('identity') != ident:
+    log(f'ignoring {path}: measured under {stored.get("identity")}, this process is {ident}; '
+        'measuring again')
+    return {}
+  return dict(stored.get('choices', {}))
 
 
-def _save(path: str, ident: dict[str, Any], choices: dict[str, Any]) -> None:
-  """Writes the file whole and atomically (a crash leaves the old file or the new one)."""
+def write_cache(path: str, ident: dict[str, Any], choices: dict[str, Any],
+                log: Callable[[str], None]) -> None:
+  """Writes cache file `path` whole and atomically (a crash leaves the old file or the new one);
+  a directory that cannot be written costs only the reuse (a line to `log`)."""
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.convolutions-')
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.cache-')
     with os.fdopen(fd, 'w') as f:
       json.dump({'identity': ident, 'choices': choices}, f, indent=1, sort_keys=True)
     os.replace(tmp, path)
-  except OSError as error:  # A read-only home directory: the choice still holds in memory.
-    _SETTINGS.log(f'tuning: could not write the cache {path} ({error}); the choices hold for '
-                  'this process only')
+  except OSError as error:
+    log(f'could not write the cache {path} ({error}); the choices hold for this process only')
+
+
+def _log(line: str) -> None:
+  _SETTINGS.log(f'tuning: {line}')
+
+
+def _load(path: str, ident: dict[str, Any]) -> dict[str, Any]:
+  """The convolution choices in `path` (read once per process)."""
+  if path not in _LOADED:
+    _LOADED[path] = read_cache(path, ident, _log)
+  return _LOADED[path]
+
+
+def _save(path: str, ident: dict[str, Any], choices: dict[str, Any]) -> None:
+  write_cache(path, ident, choices, _log)
 
 
 def convolution_key(x_shape: Sequence[int], kernel_shape: Sequence[int],
