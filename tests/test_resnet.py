@@ -213,7 +213,7 @@ def test_feature_map_without_pooling(torch_files):
 def test_same_padding_in_the_stem_does_not_match_torch(torch_files, monkeypatch):
   # lax's 'SAME' pads a 7x7 stride-2 convolution on an even input (2, 3), torch's padding=3 (3, 3):
   # same shapes, different outputs.
-  assert convolution._same_padding(SIZE, 7, 2) == (2, 3)  # pylint: disable=protected-access
+  assert convolution.explicit_pads((SIZE, SIZE), (7, 7), (2, 2), 'SAME') == [(2, 3), (2, 3)]
   torch_padding = resnet._same  # pylint: disable=protected-access
   monkeypatch.setattr(resnet, '_same', lambda size: 'SAME' if size == 7 else torch_padding(size))
   model = resnet.resnet18()

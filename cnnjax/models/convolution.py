@@ -48,6 +48,7 @@ import functools
 from typing import Any, Sequence
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 from cnnjax import tuning
@@ -98,12 +99,16 @@ def effective_size(size: int, dilation: int) -> int:
   return (size - 1) * dilation + 1
 
 
-def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
-  """(before, after) padding of one axis for 'SAME', as `lax.conv` and Keras pad; `window` is the
-  kernel's effective size (`effective_size`)."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + window - size, 0)
-  return total // 2, total - total // 2
+def explicit_pads(spatial_shape: Sequence[int], window: Sequence[int], strides: Sequence[int],
+                  padding) -> list[tuple[int, int]]:
+  """((top, bottom), (left, right)) of a window sliding over `spatial_shape`: 'VALID', 'SAME' as
+  `lax` and Keras pad (the odd pixel after), or explicit pairs as given. `window` is the
+  effective size (a dilated kernel's `effective_size`). Convolutions' taps and im2col use it, and
+  pooling over padded windows (`pooling.max_pool_taps`)."""
+  if isinstance(padding, str):
+    return lax.padtype_to_pads(tuple(spatial_shape), tuple(window), tuple(strides),
+                               padding.upper())
+  return [tuple(pair) for pair in padding]
 
 
 def _views(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int], padding: str,
@@ -115,8 +120,7 @@ def _views(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int], pa
   dh, dw = dilation
   eh, ew = effective_size(kh, dh), effective_size(kw, dw)
   if padding == 'SAME':
-    x = jnp.pad(x, ((0, 0), _same_padding(x.shape[1], eh, sh), _same_padding(x.shape[2], ew, sw),
-                    (0, 0)))
+    x = jnp.pad(x, ((0, 0), *explicit_pads(x.shape[1:3], (eh, ew), (sh, sw), 'SAME'), (0, 0)))
   elif padding != 'VALID':
     raise ValueError(f"padding must be 'SAME' or 'VALID', not {padding!r}")
   oh, ow = (x.shape[1] - eh) // sh + 1, (x.shape[2] - ew) // sw + 1

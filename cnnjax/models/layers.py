@@ -245,8 +245,8 @@ class MaxPooling2D(nn.Module):
       return _pool_window(x, window, jnp.max)
     # Overlapping or padded windows.
     if jax.default_backend() == 'cpu':
-      return pooling.max_pool_taps(x, window, strides,
-                                   pooling.explicit_pads(x, window, strides, padding))
+      pads = convolution.explicit_pads(x.shape[1:3], window, strides, padding)
+      return pooling.max_pool_taps(x, window, strides, pads)
     return nn.max_pool(x, window, strides=strides, padding=padding)
 
 

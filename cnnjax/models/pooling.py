@@ -111,11 +111,3 @@ def _backward(window, strides, padding, size, first, dy):
 
 
 _max_pool.defvjp(_forward, _backward)
-
-
-def explicit_pads(x: jax.Array, window: Sequence[int], strides: Sequence[int],
-                  padding: str | Pads) -> list[tuple[int, int]]:
-  """'VALID', 'SAME' (as `lax` pads: the extra pixel after) or explicit pairs, as pairs."""
-  if isinstance(padding, str):
-    return lax.padtype_to_pads(x.shape[1:3], tuple(window), tuple(strides), padding.upper())
-  return [tuple(pair) for pair in padding]
