@@ -9,7 +9,7 @@ Each trial is the config with the trial's `FIELD=VALUE` overrides (and the `--co
 launched as a user launches it, `python launch.py --config CONFIG --workdir FRESH_DIR
 --config.FIELD=VALUE ... --config.train.evaluate_test=False`, one after the other in this
 process's order. `train.evaluate_test=False` stops each run at its best epoch by val_loss without
-reading the test split, so nothing chosen from this table has seen it. Recorded per trial: the
+evaluating any model on the test split, so nothing chosen from this table has seen a test score. Recorded per trial: the
 wall time from the launch to the process's exit, each epoch's val_accuracy, val_loss and training
 seconds, and the best epoch. Fixing the process settings in `--common` (`tuning.huge_pages`,
 `tuning.ynn_fusions`) keeps launch.py from measuring them anew for each new model (about 40 s on

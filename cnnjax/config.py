@@ -113,7 +113,7 @@ def base_config() -> ml_collections.ConfigDict:
   train.tta_flip = False       # Evaluation averages the logits over the mirrored image too,
   train.tta_shift = 0          # and over each view moved by this many pixels both ways along
                                # the diagonal (cnnjax/training/test_time.py).
-  train.evaluate_test = True   # False: stop at the best epoch by val_loss without reading the
+  train.evaluate_test = True   # False: stop at the best epoch by val_loss without evaluating on the
                                # test split (settings chosen on validation, as in a search).
   # Checkpoints within epochs (cnnjax/training/checkpointing.py), besides the one at each epoch's
   # end: every N global steps and every N minutes since the last checkpoint; 0 turns either

@@ -457,7 +457,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   log(f'best epoch by val_loss: {best_epoch}')
   if not train_config.get('evaluate_test', True):
-    # Choosing settings on the validation split: the test split stays unread.
+    # Choosing settings on the validation split: no model is evaluated on the test split.
     log('test split not evaluated (train.evaluate_test=False)')
     return {'best_epoch': best_epoch, 'val_loss': best_history[-1]['val_loss'],
             'val_accuracy': best_history[-1]['val_accuracy']}
