@@ -55,7 +55,8 @@ def timed_run(config: str, seed: int, scratch: str) -> dict:
   with open(os.path.join(workdir, 'history.json')) as f:
     history = json.load(f)
   return {'config': config, 'seed': seed, 'seconds': seconds, 'test_accuracy': accuracy,
-          'epochs': len(history), 'training_seconds': sum(r['epoch_seconds'] for r in history)}
+          'epochs': len(history), 'training_seconds': sum(r['epoch_seconds'] for r in history),
+          'history': history}
 
 
 def warm_up(config: str, scratch: str) -> None:
