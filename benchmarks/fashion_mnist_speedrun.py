@@ -9,8 +9,9 @@ For each seed, the main job (configs/fashion_mnist.py) and the speed run
 the launch to the moment its `test_accuracy:` line is printed: start-up, data loading,
 compilation, training, validation and the test all count. Each config is first launched once,
 untimed (1 epoch on 3,000 images, without the test), so that every timed run finds the process
-settings and convolution formulations launch.py measures on a config's first run already cached. The order alternates from seed to seed
-(main job first on even seeds), so a drift of the machine's speed hits both alike. Printed: a row
+settings and convolution formulations launch.py measures on a config's first run already cached.
+The order alternates from seed to seed (main job first on even seeds), so a drift of the
+machine's speed hits both alike. Printed: a row
 per run, then the mean and spread of each config's wall time and accuracy, the ratio of the mean
 times, and how many speed runs reached 0.93.
 
