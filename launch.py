@@ -7,10 +7,11 @@ model's summary and exits; `--mode predict` prints the top ImageNet classes of p
 training (the default) or 'visualize' (figures of a trained model). Everything else lives in
 the `cnnjax` package.
 
-On the CPU a training run first settles its process settings (glibc's huge pages, XLA:CPU's
-YNNPACK fusions): fixed by the environment or `tuning.*`, else measured once per workload on this
-machine with `--mode time_steps` children and cached (cnnjax/process_settings.py); its 'auto'
-convolutions are measured at their first trace (cnnjax/tuning.py).
+A training run first checks that its data are where the config says
+(`cnnjax.data.check_location`), then, on the CPU, settles its process settings (glibc's huge
+pages, XLA:CPU's YNNPACK fusions): fixed by the environment or `tuning.*`, else measured once per
+workload on this machine with `--mode time_steps` children and cached (cnnjax/process_settings.py);
+its 'auto' convolutions are measured at their first trace (cnnjax/tuning.py).
 
 Exit codes: 0 done; 2 an error the user can fix (printed as one line `error: ...`: bad input, a
 workdir another live run holds, a read-only or full disk); 143 / 130 a training run stopped by
@@ -69,6 +70,9 @@ def main(argv: list[str]) -> None:
   logging.set_verbosity(logging.WARNING)  # JAX's start-up chatter is not for the user.
   config = _CONFIG.value
   try:
+    if _MODE.value == 'train' and config.get('job', 'train') == 'train':
+      from cnnjax.data import check_location  # pylint: disable=import-outside-toplevel
+      check_location(config.data)  # A wrong data.dir is one line now, not after measuring.
     # Before anything starts JAX: glibc's huge pages (a restart in place) and XLA:CPU's YNNPACK
     # fusions, as the environment or the config fixes them, measured for this workload on this
     # machine (once, then cached), or by the rules (cnnjax/process_settings.py).

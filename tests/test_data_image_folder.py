@@ -293,6 +293,21 @@ def test_missing_split_directory(tmp_path):
     data.load_datasets(folder_config(root, train_split='train[:90%]'))
 
 
+def test_check_location_reports_what_loading_would_without_decoding(tmp_path):
+  root = make_tree(tmp_path, splits=('train', 'test'), per_class=1)
+  data.check_location(folder_config(root, val_split=''))  # Present: no error.
+  with pytest.raises(DataError, match="no split directory 'valid' \\(data.val_split\\)"):
+    data.check_location(folder_config(root, val_split='valid'))
+  with pytest.raises(DataError, match='Image folder root .*nowhere'):
+    data.check_location(folder_config(tmp_path / 'nowhere'))
+  with pytest.raises(ConfigError, match='data.dir is empty'):
+    data.check_location(folder_config(''))
+  # Nothing is decoded: a file that is no image passes the check (loading skips or rejects it).
+  with open(os.path.join(root, 'train', 'cats', 'zzz.jpg'), 'wb') as f:
+    f.write(b'not a jpeg')
+  data.check_location(folder_config(root, val_split=''))
+
+
 def test_splits_with_different_class_folders(tmp_path):
   root = make_tree(tmp_path, per_class=1)
   os.rename(os.path.join(root, 'validation', 'dogs'), os.path.join(root, 'validation', 'dog'))

@@ -37,12 +37,30 @@ def test_missing_config_file():
 
 
 def test_missing_data_says_how_to_get_it(tmp_path):
+  # With measuring on and an empty cache, the process settings would be measured first (a
+  # minute of train steps): the missing data must be reported before that.
   run = launch('--config', 'configs/fashion_mnist.py', '--workdir', str(tmp_path / 'run'),
-               f'--config.data.dir={tmp_path / "nowhere"}')
+               f'--config.data.dir={tmp_path / "nowhere"}',
+               env={'CNNJAX_TUNING': 'measure', 'CNNJAX_CACHE_DIR': str(tmp_path / 'cache')})
   assert run.returncode == 2
   assert str(tmp_path / 'nowhere') in run.stderr
   assert 'dataset-fashion-mnist' in run.stderr
   assert 'Traceback' not in run.stderr
+  assert 'ms per train step' not in run.stdout, run.stdout
+
+
+def test_an_incomplete_data_directory_is_reported_before_measuring(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  for name in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte'):
+    (data / name).write_bytes(b'')  # Present; the test labels are missing.
+  run = launch('--config', 'configs/fashion_mnist.py', '--workdir', str(tmp_path / 'run'),
+               f'--config.data.dir={data}',
+               env={'CNNJAX_TUNING': 'measure', 'CNNJAX_CACHE_DIR': str(tmp_path / 'cache')})
+  assert run.returncode == 2
+  assert 'The test split is incomplete' in run.stderr
+  assert str(data / 't10k-labels-idx1-ubyte') in run.stderr
+  assert 'ms per train step' not in run.stdout, run.stdout
 
 
 def test_tiny_training_run_with_overrides(tmp_path, tiny_config):

@@ -43,6 +43,7 @@ __all__ = [
     'Prefetch',
     'StreamingDataset',
     'batches',
+    'check_location',
     'load_datasets',
     'num_batches',
     'prefetch',
@@ -184,11 +185,60 @@ def _check_labels(labels, num_classes, where):
     )
 
 
-def _load_idx(config):
+def _check_source(config):
+  if config.source not in _SOURCES:
+    raise ConfigError(
+        f'data.source = {config.source!r} is not a known data source; use one of {_SOURCES}.')
+
+
+def _idx_directory(config):
+  """The IDX directory data.dir (or its fallbacks) names, checked to exist."""
   directory, origin = idx_data_dir(config.dir, config.name)
   if not os.path.isdir(directory):
     raise DataError(
         f'Data directory {directory} (from {origin}) does not exist. {idx.GET_DATA_HINT}')
+  return directory
+
+
+def _split_roles(config):
+  """{role: split name} of the splits to read: train, test and, where named, validation."""
+  roles = {'train': config.train_split, 'test': config.test_split}
+  if config.val_split:
+    roles['validation'] = config.val_split
+  return roles
+
+
+def _image_folder_roles(config):
+  """`_split_roles` of an image folder, data.dir checked to be set."""
+  if not config.dir:
+    raise ConfigError(
+        "data.dir is empty; for data.source = 'image_folder' it must be the root directory that "
+        'holds the split directories (data.train_split, data.val_split, data.test_split), each '
+        'with one sub-folder of images per class.'
+    )
+  return _split_roles(config)
+
+
+def check_location(data_config):
+  """Checks, without reading an image, that the data the config names are where it says.
+
+  The IDX source: its directory and the four files of its splits; an image folder: its root,
+  split and class folders (listed, not decoded). Raises the error `load_datasets` would (a TFDS
+  data set is checked when it is loaded). launch.py calls this before it spends time on anything
+  else, so a wrong data.dir is one line at once, not after measuring the process settings.
+  """
+  config = data_config
+  _check_source(config)
+  if config.source == 'idx':
+    directory = _idx_directory(config)
+    for split in (config.train_split, config.test_split):
+      idx.find_idx_split_files(directory, split)
+  elif config.source == 'image_folder':
+    image_folder.list_splits(config.dir, _image_folder_roles(config))
+
+
+def _load_idx(config):
+  directory = _idx_directory(config)
   if config.val_split:
     raise ConfigError(
         f'data.val_split = {config.val_split!r} is only supported for data.source = \'tfds\' '
@@ -214,11 +264,8 @@ def _load_tfds(config):
 
   size, color_mode, workers = _photo_options(config)
   data_dir = config.dir or None
-  roles = [('train', config.train_split), ('test', config.test_split)]
-  if config.val_split:
-    roles.append(('validation', config.val_split))
   splits = {}
-  for role, split in roles:
+  for role, split in _split_roles(config).items():
     images, labels = tfds_source.load_tfds_split(
         config.name, split, data_dir, image_size=size, color_mode=color_mode, workers=workers)
     splits[role] = (images, labels, f'TFDS data set {config.name!r} split {split!r}')
@@ -227,15 +274,7 @@ def _load_tfds(config):
 
 def _load_image_folder(config):
   size, color_mode, workers = _photo_options(config)
-  if not config.dir:
-    raise ConfigError(
-        "data.dir is empty; for data.source = 'image_folder' it must be the root directory that "
-        'holds the split directories (data.train_split, data.val_split, data.test_split), each '
-        'with one sub-folder of images per class.'
-    )
-  roles = {'train': config.train_split, 'test': config.test_split}
-  if config.val_split:
-    roles['validation'] = config.val_split
+  roles = _image_folder_roles(config)
   loaded = image_folder.load_splits(
       config.dir, roles, image_size=size, color_mode=color_mode,
       strict=bool(_photo_field(config, 'strict')), cache_dir=_photo_field(config, 'cache_dir'),
@@ -363,13 +402,7 @@ def _stream_image_folder(config, pixel_scale):
   """The Datasets of an image folder read batch by batch (`cnnjax.data.streaming`)."""
   _check_streamable(config)
   size, color_mode, workers = _photo_options(config)
-  if not config.dir:
-    raise ConfigError(
-        "data.dir is empty; for data.source = 'image_folder' it must be the root directory that "
-        'holds the split directories.')
-  roles = {'train': config.train_split, 'test': config.test_split}
-  if config.val_split:
-    roles['validation'] = config.val_split
+  roles = _image_folder_roles(config)
   listed, class_names = streaming.list_folder_splits(
       config.dir, roles, image_size=size, color_mode=color_mode,
       strict=bool(_photo_field(config, 'strict')), workers=workers,
@@ -403,9 +436,7 @@ def _stream_tfds(config, pixel_scale):
         f'data.random_resized_crop = {tuple(config.random_resized_crop)} resizes each crop to '
         'data.image_size, which is (0, 0); set data.image_size = (height, width).')
   data_dir = config.dir or None
-  roles = {'train': config.train_split, 'test': config.test_split}
-  if config.val_split:
-    roles['validation'] = config.val_split
+  roles = _split_roles(config)
   limits = {'train': config.limit_train, 'test': config.limit_test}
   sets = {}
   for role, split in roles.items():
@@ -447,9 +478,7 @@ def load_datasets(data_config):
     DataError: The data are missing, malformed or inconsistent with the config.
   """
   config = data_config
-  if config.source not in _SOURCES:
-    raise ConfigError(
-        f'data.source = {config.source!r} is not a known data source; use one of {_SOURCES}.')
+  _check_source(config)
   num_classes = config.num_classes
   if num_classes < 2:
     raise ConfigError(f'data.num_classes must be at least 2, got {num_classes}.')
