@@ -15,7 +15,7 @@ asks `choose` for the run's settings:
   `--mode time_steps` (`time_train_steps`: the config's model, optimizer and augmentation, one
   device, random images of `model.input_shape`, `STEPS` timed train steps after compilation), and
   the fastest setting is kept. The choice is cached per machine identity (`tuning.identity`) and
-  workload (`workload_key`: model, input shape, batch, dtype, augmentation) in the cache directory
+  workload (`workload_key`: the model group, batch, augmentation, optimizer) in the cache directory
   of `cnnjax.tuning`, so it is measured once; every run prints the settings and where they came
   from.
 - otherwise the rules (`rules`).
@@ -98,16 +98,12 @@ def fixed(environ: Mapping[str, str], config) -> dict[str, bool]:
 
 
 def workload_key(config) -> str:
-  """What the settings are measured for: the model, its input, batch, dtype and augmentation."""
-  model = config.model
-  # The shape of a plain convnet, where the config sets it (bn_convnet's widths and so on).
-  shape = ''.join(f' {field}={model.get(field)}'
-                  for field in ('widths', 'convs_per_stage', 'first_stride')
-                  if model.get(field) is not None)
-  return (f'{model.name}{shape} input={"x".join(str(d) for d in model.input_shape)} '
-          f'batch={config.train.batch_size} dtype={model.get("dtype", "float32")} '
-          f'conv={model.get("conv_implementation") or "auto"} '
-          f'augment={config.augment.kind} optimizer={config.train.optimizer} '
+  """What the settings are measured for: the whole model group (name, input shape, dtype,
+  convolutions and any field that shapes the network), the batch, augmentation, optimizer and
+  frozen parameter groups."""
+  model = json.dumps(config.model.to_dict(), sort_keys=True, default=str)
+  return (f'model={model} batch={config.train.batch_size} augment={config.augment.kind} '
+          f'optimizer={config.train.optimizer} '
           f'param_groups={list(config.train.get("param_groups", ()))}')
 
 

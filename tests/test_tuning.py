@@ -201,12 +201,15 @@ def test_process_settings_are_measured_once_per_workload(tmp_path, monkeypatch):
   config.model.widths = (8, 16, 32)
   process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
   assert len(timed) == 12
-  config.model.widths = None
+  config.model.dropout_rate = 0.25  # Any field of the model group (dropout adds work).
+  process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
+  assert len(timed) == 16
+  config.model.widths, config.model.dropout_rate = None, None
   # Another CPU model: the cache is ignored.
   config.train.batch_size = 64
   monkeypatch.setattr(tuning, 'cpu_model', lambda: 'Another CPU')
   process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
-  assert len(timed) == 16
+  assert len(timed) == 20
 
 
 def test_process_settings_overrides_win(tmp_path, monkeypatch):
