@@ -142,16 +142,34 @@ def cache_directory() -> str:
   return platformdirs.user_cache_dir('cnnjax', appauthor=False)
 
 
-def cpu_model() -> str:
-  """The CPU's model name as the kernel reports it (Linux), else what `platform` says."""
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+  """The CPU's model name as the kernel reports it, with its family, model, stepping and a digest
+  of its instruction-set flags (Linux); else what `platform` says.
+
+  The name alone is not enough: virtual machines may report only 'AMD EPYC' (this project's
+  machines do) for CPU generations that differ in speed and in the instructions XLA compiles
+  for, so a cache measured on one must not serve another.
+  """
+  fields: dict[str, str] = {}
   try:
-    with open('/proc/cpuinfo') as f:
+    with open(cpuinfo) as f:
       for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
+        if not line.strip():
+          break  # The first processor's block describes them all.
+        key, _, value = line.partition(':')
+        fields[key.strip()] = value.strip()
   except OSError:
     pass
-  return platform.processor() or platform.machine()
+  name = fields.get('model name')
+  if not name:
+    return platform.processor() or platform.machine()
+  details = [f'{label} {fields[key]}' for key, label in
+             (('cpu family', 'family'), ('model', 'model'), ('stepping', 'stepping'))
+             if fields.get(key)]
+  if fields.get('flags'):
+    flags = ' '.join(sorted(fields['flags'].split()))
+    details.append(f'flags {hashlib.sha256(flags.encode()).hexdigest()[:8]}')
+  return f'{name} ({", ".join(details)})' if details else name
 
 
 def usable_cores() -> int:

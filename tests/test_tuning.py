@@ -2,8 +2,10 @@
 settings (cnnjax/process_settings.py): measured once and then reused, a cache of another CPU or
 version ignored, an override wins, the numerics stay those of 'lax'."""
 
+import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -104,6 +106,25 @@ def test_a_cache_from_another_cpu_or_version_is_ignored(measuring, monkeypatch):
   assert tuning.cache_file() != first_file
   assert trained_conv_choice() == 'taps'
   assert len(tuning.MEASUREMENTS) == 2
+
+
+def test_one_cpu_name_of_two_generations_is_two_identities(tmp_path):
+  block = ('processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: 1\n'
+           'model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse2 {extra}\n\n')
+  older, newer = tmp_path / 'older', tmp_path / 'newer'
+  older.write_text(block.format(n=0, family=25, extra='avx2') + block.format(
+      n=1, family=25, extra='avx2'))
+  newer.write_text(block.format(n=0, family=26, extra='avx2 avx512f'))
+  digest = hashlib.sha256(b'avx2 fpu sse2').hexdigest()[:8]  # The sorted flags.
+  assert tuning.cpu_model(str(older)) == (
+      f'AMD EPYC (family 25, model 1, stepping 1, flags {digest})')
+  assert tuning.cpu_model(str(older)) != tuning.cpu_model(str(newer))
+  # The same family with other instruction sets (a VM that hides AVX-512) differs too.
+  masked = tmp_path / 'masked'
+  masked.write_text(block.format(n=0, family=26, extra='avx2'))
+  assert tuning.cpu_model(str(masked)) != tuning.cpu_model(str(newer))
+  assert tuning.cpu_model(str(tmp_path / 'absent')) == (
+      platform.processor() or platform.machine())
 
 
 def test_an_explicit_implementation_or_measuring_off_is_not_measured(measuring, monkeypatch):
