@@ -20,38 +20,23 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
-import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from machine import machine_description  # pylint: disable=wrong-import-position
+from launch_run import launch_run
+from machine import machine_description
 
 
 def run_trial(config: str, overrides: list[str], seed: int, scratch: str) -> dict:
   """One launch.py run without the test: its wall time and its history."""
-  workdir = tempfile.mkdtemp(prefix='trial-', dir=scratch)
-  command = [sys.executable, os.path.join(REPO, 'launch.py'), '--config', config, '--workdir',
-             workdir, f'--config.seed={seed}', '--config.train.evaluate_test=False',
-             *(f'--config.{o}' for o in overrides)]
-  start = time.perf_counter()
-  process = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-  seconds = time.perf_counter() - start
-  if process.returncode != 0:
-    raise RuntimeError(f'{shlex.join(command)} failed:\n{process.stdout[-3000:]}'
-                       f'{process.stderr[-3000:]}')
-  if 'test_accuracy' in process.stdout:
-    raise RuntimeError(f'{shlex.join(command)} evaluated the test split')
-  with open(os.path.join(workdir, 'history.json')) as f:
-    history = json.load(f)
-  best = min(history, key=lambda r: r['val_loss'])
-  return {'overrides': overrides, 'seed': seed, 'wall_seconds': seconds,
+  run = launch_run(config, scratch, f'seed={seed}', 'train.evaluate_test=False', *overrides)
+  if run.test_accuracy is not None:
+    raise RuntimeError(f'{shlex.join(run.command)} evaluated the test split')
+  best = min(run.history, key=lambda r: r['val_loss'])
+  return {'overrides': overrides, 'seed': seed, 'wall_seconds': run.seconds,
           'best_epoch': best['epoch'], 'best_val_accuracy': best['val_accuracy'],
           'best_val_loss': best['val_loss'],
           'epochs': [{k: r[k] for k in ('epoch', 'val_accuracy', 'val_loss', 'epoch_seconds')}
-                     for r in history]}
+                     for r in run.history]}
 
 
 def main() -> None:

@@ -21,15 +21,14 @@ The test split is only read by the runs' final evaluation; nothing here chooses 
 import argparse
 import json
 import os
+import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from launch_run import launch_run  # pylint: disable=wrong-import-position
 from machine import machine_description  # pylint: disable=wrong-import-position
 
 CONFIGS = {'main job': 'configs/fashion_mnist.py',
@@ -39,36 +38,21 @@ TARGET = 0.93
 
 def timed_run(config: str, seed: int, scratch: str) -> dict:
   """One launch.py run: seconds from the launch to its `test_accuracy:` line, and the accuracy."""
-  workdir = tempfile.mkdtemp(prefix='run-', dir=scratch)
-  command = [sys.executable, os.path.join(REPO, 'launch.py'), '--config', config, '--workdir',
-             workdir, f'--config.seed={seed}']
-  start = time.perf_counter()
-  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-  seconds, accuracy, lines = None, None, []
-  for line in process.stdout:
-    lines.append(line)
-    if line.startswith('test_accuracy:'):
-      seconds = time.perf_counter() - start
-      accuracy = float(line.split(':', 1)[1])
-  if process.wait() != 0 or accuracy is None:
-    raise RuntimeError(f'{" ".join(command)} failed:\n{"".join(lines[-20:])}')
-  with open(os.path.join(workdir, 'history.json')) as f:
-    history = json.load(f)
-  return {'config': config, 'seed': seed, 'seconds': seconds, 'test_accuracy': accuracy,
-          'epochs': len(history), 'training_seconds': sum(r['epoch_seconds'] for r in history),
-          'history': history}
+  run = launch_run(config, scratch, f'seed={seed}')
+  if run.test_accuracy is None:
+    raise RuntimeError(f'{shlex.join(run.command)} printed no test_accuracy')
+  return {'config': config, 'seed': seed, 'seconds': run.seconds_to_test,
+          'test_accuracy': run.test_accuracy, 'epochs': len(run.history),
+          'training_seconds': sum(r['epoch_seconds'] for r in run.history),
+          'history': run.history}
 
 
 def warm_up(config: str, scratch: str) -> None:
   """One short untimed launch of `config` (1 epoch on 3,000 images, no test), so that each timed
   run finds its process settings and convolution formulations measured and cached, as a user's
   second run of a config does (the first one measures them: about 40 s on 2 cores)."""
-  workdir = tempfile.mkdtemp(prefix='warm-up-', dir=scratch)
-  subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), '--config', config,
-                  '--workdir', workdir, '--config.train.epochs=1', '--config.data.limit_train=3000',
-                  '--config.train.evaluate_test=False'], cwd=REPO, check=True,
-                 capture_output=True, text=True)
+  launch_run(config, scratch, 'train.epochs=1', 'data.limit_train=3000',
+             'train.evaluate_test=False')
 
 
 def summary(values: list[float]) -> dict[str, float]:
