@@ -28,7 +28,7 @@ BATCH_NORM_CONFIG_COUNTS = {
     'imagenet_resnet50': ('25,610,152', '25,557,032', '53,120'),
     'fashion_mnist_8class_resnet': ('78,296', '77,624', '672'),
     'fashion_mnist_speedrun': ('61,378', '61,042', '336'),
-    'fashion_mnist_best': ('1,169,994', '1,168,202', '1,792'),
+    'fashion_mnist_best': ('299,306', '298,410', '896'),
     'transfer_resnet_fashion_mnist': ('77,841', '77,169', '672'),
     'transfer_resnet_scratch': ('77,841', '77,169', '672'),
     'transfer_resnet_scratch_augment': ('77,841', '77,169', '672'),
