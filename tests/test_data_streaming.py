@@ -8,6 +8,7 @@ run on a streamed folder matches the in-memory run.
 
 import json
 import os
+import signal
 import subprocess
 import warnings
 
@@ -87,6 +88,39 @@ def test_the_batches_do_not_depend_on_the_number_of_workers(tmp_path):
   two_workers, _ = streamed(root, workers=2)
   options = dict(shuffle=True, seed=3, epoch=4, drop_remainder=True)
   assert_same_batches(in_process.batches(4, **options), two_workers.batches(4, **options))
+
+
+def spawned_children():
+  """The pids of this process's children started by multiprocessing's spawn (grain's workers)."""
+  pids = subprocess.run(['pgrep', '-P', str(os.getpid())], capture_output=True,
+                        text=True).stdout.split()
+  children = set()
+  for pid in pids:
+    try:
+      with open(f'/proc/{pid}/cmdline') as f:
+        if 'spawn_main' in f.read():
+          children.add(int(pid))
+    except OSError:
+      pass  # Gone already.
+  return children
+
+
+def test_a_killed_worker_is_a_clear_error_naming_the_data_and_the_signal(tmp_path):
+  root = write_folder(tmp_path, counts=(40, 40, 40))
+  dataset, _ = streamed(root, workers=2)
+  before = spawned_children()
+  batches = dataset.batches(4, shuffle=True, seed=0, epoch=0, drop_remainder=True)
+  next(batches)
+  workers = spawned_children() - before
+  assert len(workers) == 2, workers
+  os.kill(min(workers), signal.SIGKILL)  # As the out-of-memory killer would.
+  with pytest.raises(DataError) as info:
+    for _ in batches:
+      pass
+  message = str(info.value)
+  assert f'A grain worker process reading {root / "train"}' in message
+  assert 'killed by signal 9 (SIGKILL' in message
+  assert 'the same command resumes' in message and 'data.streaming_workers (now 2)' in message
 
 
 def test_each_host_reads_its_rows_of_every_global_batch(tmp_path):

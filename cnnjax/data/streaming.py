@@ -50,6 +50,8 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import re
+import signal
 
 from absl import flags
 import numpy as np
@@ -480,7 +482,7 @@ class StreamingDataset:
     iterator = iter(dataset)
     failed = []
     try:
-      for batch in iterator:
+      for batch in _worker_deaths_named(iterator, self):
         bad = batch['failed'][batch['failed'] >= 0]
         if bad.size and not self.source.skips_failures:
           raise self.source.failure(int(bad[0]))
@@ -505,6 +507,32 @@ class StreamingDataset:
           f'{len(failed)} image file(s) could not be decoded when read, though their headers '
           'could (truncated or damaged files?); their rows were padding (mask 0), counted '
           'nowhere:\n' + '\n'.join(f'  {path}' for path in failed))
+
+
+def _worker_deaths_named(iterator, dataset):
+  """`iterator`'s batches; grain's RuntimeError for a worker process that died (killed, or
+  crashed) becomes a DataError that says which data, how it died, and what to do."""
+  while True:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    except RuntimeError as error:
+      died = re.search(r'terminated unexpectedly with exit code (-?\d+)', str(error))
+      if died is None:
+        raise
+      code = int(died.group(1))
+      how = f'exit code {code}'
+      if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else '?'
+        how = f'killed by signal {-code} ({name}' + (
+            ", as the kernel's out-of-memory killer sends" if name == 'SIGKILL' else '') + ')'
+      raise DataError(
+          f'A grain worker process reading {dataset.source.where} died ({how}). A training run '
+          'stops here and keeps its checkpoints: the same command resumes from the last one. If '
+          f'memory is short, lower data.streaming_workers (now {dataset.workers}); 0 reads in '
+          'the training process.') from None
+    yield batch
 
 
 def _header_problem(path):
