@@ -9,30 +9,59 @@ config's first launch on a machine includes measuring its process settings, abou
 best epoch is chosen by val_loss and the test split is evaluated once, at the end of each run.
 Printed and written: each run's wall time, test accuracy and validation curve, then the mean and
 spread over the seeds. The results file is rewritten after every seed, so a run of several hours
-stopped part way keeps the seeds it finished.
+stopped part way keeps the seeds it finished; with `--add` an existing results file keeps its runs
+and the seeds it lacks are run and added (three seeds of an hour or more may span sessions, and
+machines: each run records the machine it ran on).
 """
 
 import argparse
+import importlib.util
 import json
+import os
 import tempfile
 
 from fashion_mnist_speedrun import summary, timed_run
+from launch_run import REPO
 from machine import machine_description
 
 CONFIG = 'configs/fashion_mnist_best.py'
 TARGET = 0.955
 
 
+def config_settings() -> dict:
+  """CONFIG's fields as `get_config` sets them (its docstring may change, its settings not)."""
+  spec = importlib.util.spec_from_file_location('record_config', os.path.join(REPO, CONFIG))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return json.loads(json.dumps(module.get_config().to_dict(), default=str))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--out', default='')
+  parser.add_argument('--add', action='store_true',
+                      help='keep the runs already in --out; run only the seeds it lacks')
   args = parser.parse_args()
   result = {**machine_description(), 'config': CONFIG, 'target': TARGET, 'runs': []}
+  if args.add:
+    if not args.out or not os.path.exists(args.out):
+      raise SystemExit(f'--add needs an existing --out file; {args.out!r} is not one')
+    with open(args.out) as f:
+      result = json.load(f)
+  settings = config_settings()
+  if result.get('settings', settings) != settings:
+    raise SystemExit(f'{args.out} holds runs of other settings of {CONFIG}; --add only adds seeds '
+                     'of the same settings (write a new --out)')
+  result['settings'] = settings
+  done = {run['seed'] for run in result['runs']}
   print(json.dumps(machine_description()), flush=True)
   with tempfile.TemporaryDirectory() as scratch:
     for seed in (int(s) for s in args.seeds.split(',')):
-      run = timed_run(CONFIG, seed, scratch)
+      if seed in done:
+        print(f'seed {seed}: already in {args.out}', flush=True)
+        continue
+      run = {**timed_run(CONFIG, seed, scratch), 'machine': machine_description()}
       result['runs'].append(run)
       best = min(run['history'], key=lambda r: r['val_loss'])
       print(f"seed {seed}: test_accuracy {run['test_accuracy']:.4f} in {run['seconds'] / 60:.1f} "
