@@ -14,7 +14,8 @@ asks `choose` for the run's settings:
   `tuning.measure` on: the same command runs once per candidate in a child process with
   `--mode time_steps` (`time_train_steps`: the config's model, optimizer and augmentation, one
   device, random images of `model.input_shape`, `STEPS` timed train steps after compilation), and
-  the fastest setting is kept. The choice is cached per machine identity (`tuning.identity`) and
+  the fastest setting is kept, unless it beats the rules' settings by less than `tuning.MARGIN`
+  (a near-tie keeps the rules: `tuning.fastest`). The choice is cached per machine identity (`tuning.identity`) and
   workload (`workload_key`: the model group, batch, augmentation, optimizer) in the cache directory
   of `cnnjax.tuning`, so it is measured once; every run prints the settings and where they came
   from.
@@ -196,7 +197,8 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
       return Settings(**{**dataclasses.asdict(base), **made}), 'rules (measuring failed)'
     log(f'process settings: {candidate.describe()}: {times[candidate]:.1f} ms per train step '
         f'(measured in {time.perf_counter() - start:.0f} s)')
-  best = min(times, key=times.get)
+  # The rules' settings stay unless a candidate is at least tuning.MARGIN faster.
+  best = tuning.fastest(times, Settings(**{**dataclasses.asdict(base), **made}))
   choices[key] = {
       'settings': dataclasses.asdict(best),
       'ms_per_step': {candidate.encode(): round(ms, 3) for candidate, ms in times.items()}}

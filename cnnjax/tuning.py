@@ -6,7 +6,7 @@ of 2026-11-24 'taps' won for one-channel first layers and 'lax' for the rest, on
 Xeon (Sapphire Rapids) of 2026-11-29 some of those rules no longer won (issue 19; README, Speed).
 So a convolution whose implementation is 'auto' asks `convolution_choice`, which times each
 eligible formulation on this machine the first time a (shapes, dtype, mode) is traced and keeps
-the fastest:
+the fastest (`fastest`: unless it beats the rules' choice by less than `MARGIN`):
 
 - what is timed: the formulation alone, jitted, on random inputs of the layer's exact shapes and
   dtype: its forward pass for a layer whose kernel is not differentiated ('predict'), its forward
@@ -57,7 +57,15 @@ FORMULATIONS = ('lax', 'im2col', 'taps')
 MAX_TAPS = 27  # 3x3 on three channels: the largest first layer of the zoo.
 MAX_PATCH_BYTES = 1 << 30
 REPEATS = 3
-CACHE_VERSION = 1
+# A measured candidate replaces the rules' choice only when it is at least this much faster. A
+# few timed calls of one layer (or 30 train steps of a process) scatter by several percent from
+# run to run, and the rules were chosen on whole train steps: on the 2-core AMD EPYC (family 26),
+# 2026-12-01, the main job's conv2 measured 'im2col' 3.56 against 'lax' 3.63 ms, and the whole
+# step with 'im2col' ran 12% slower than with 'lax' (README, Speed: the speed suite's real-data
+# rows 'cnnjax' and 'cnnjax,rules').
+MARGIN = 0.05
+# 2: choices keep the rules' on near-ties (MARGIN); files of 1 chose the plain fastest.
+CACHE_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -299,10 +307,20 @@ def time_formulation(formulation: Callable, x_shape, kernel_shape, dtype, mode: 
   return best
 
 
+def fastest(times: Mapping[Any, float], default: Any) -> Any:
+  """The fastest of `times` (candidate -> time), or `default` (the rules' choice) where that
+  candidate saves less than `MARGIN` of the default's time: a near-tie keeps the rules."""
+  best = min(times, key=times.get)
+  if default in times and times[best] > (1 - MARGIN) * times[default]:
+    return default
+  return best
+
+
 def convolution_choice(key: str, candidates: dict[str, Callable], x_shape, kernel_shape,
-                       dtype, mode: str) -> str:
-  """The fastest of `candidates` (name -> function of (x, kernel)) for the convolution `key`:
-  from this process's choices, else the cache file, else measured now and saved."""
+                       dtype, mode: str, default: str) -> str:
+  """The fastest of `candidates` (name -> function of (x, kernel)) for the convolution `key`
+  (`fastest`: `default`, the rules' choice, on a near-tie): from this process's choices, else
+  the cache file, else measured now and saved."""
   if key in _CHOICES:
     return _CHOICES[key]['choice']
   if len(candidates) == 1:
@@ -314,14 +332,17 @@ def convolution_choice(key: str, candidates: dict[str, Callable], x_shape, kerne
   if entry is None or entry.get('choice') not in candidates:
     times = {name: time_formulation(fn, x_shape, kernel_shape, dtype, mode)
              for name, fn in candidates.items()}
-    choice = min(times, key=times.get)
+    choice = fastest(times, default)
     entry = {'choice': choice, 'ms': {name: round(t * 1e3, 4) for name, t in times.items()}}
     MEASUREMENTS.append(key)
     cached[key] = entry
     _save(path, ident, cached)
     _SETTINGS.log(f'tuning: {key}: ' + ', '.join(f'{name} {ms:.3g} ms'
                                                   for name, ms in entry['ms'].items())
-                  + f' -> {choice} (cached in {path})')
+                  + f' -> {choice}'
+                  + (f' (the rules\' choice: nothing was {MARGIN:.0%} faster)'
+                     if choice != min(times, key=times.get) else '')
+                  + f' (cached in {path})')
   _CHOICES[key] = entry
   return entry['choice']
 

@@ -84,6 +84,23 @@ def test_forward_only_and_trained_layers_are_measured_apart(measuring, monkeypat
   assert [tuning.chosen()[key]['choice'] for key in tuning.MEASUREMENTS] == ['taps', 'lax']
 
 
+def test_a_near_tie_keeps_the_rules_choice(measuring, monkeypatch):
+  """A formulation less than tuning.MARGIN faster than the rules' choice (for four input
+  channels 'lax', or 'im2col' where YNNPACK's fusions are on) does not replace it: a few timed
+  calls scatter by more than that."""
+  tie, clear = ((8, 12, 12, 4), (3, 3, 4, 4)), ((8, 10, 10, 4), (3, 3, 4, 4))
+  rule = convolution.resolve('auto', 4)
+  other = {'lax': 'im2col', 'im2col': 'lax'}[rule]
+  monkeypatch.setattr(tuning, 'time_formulation', fake_times({rule: 1.00e-3, other: 0.97e-3}))
+  assert trained_conv_choice(*tie) == rule
+  assert f"-> {rule} (the rules' choice: nothing was 5% faster)" in measuring[-1]
+  monkeypatch.setattr(tuning, 'time_formulation', fake_times({rule: 1.00e-3, other: 0.90e-3}))
+  assert trained_conv_choice(*clear) == other
+  assert tuning.fastest({'a': 1.0, 'b': 0.96}, default='a') == 'a'
+  assert tuning.fastest({'a': 1.0, 'b': 0.94}, default='a') == 'b'
+  assert tuning.fastest({'a': 1.0, 'b': 1.2}, default='b') == 'a'
+
+
 def test_a_cache_from_another_cpu_or_version_is_ignored(measuring, monkeypatch):
   monkeypatch.setattr(tuning, 'time_formulation',
                       fake_times({'lax': 1e-3, 'taps': 2e-3, 'im2col': 3e-3}))
@@ -231,6 +248,19 @@ def test_process_settings_are_measured_once_per_workload(tmp_path, monkeypatch):
   monkeypatch.setattr(tuning, 'cpu_model', lambda: 'Another CPU')
   process_settings.choose(config, ['launch.py'], environ, measure=measure, log=lambda l: None)
   assert len(timed) == 20
+
+
+def test_process_settings_keep_the_rules_on_a_near_tie(tmp_path, monkeypatch):
+  monkeypatch.setattr(tuning._SETTINGS, 'cache_dir', str(tmp_path / 'cache'))
+  monkeypatch.setattr(process_settings.host_memory, 'huge_pages_available', lambda: True)
+  rules = process_settings.rules().encode()
+  assert rules == 'huge_pages=1,ynn_fusions=0'
+  times = {'huge_pages=1,ynn_fusions=1': 9.0, rules: 7.0, 'huge_pages=0,ynn_fusions=1': 8.0,
+           'huge_pages=0,ynn_fusions=0': 6.8}  # 3% faster than the rules: a near-tie.
+  settings, _ = process_settings.choose(
+      settings_config(tmp_path), ['launch.py'], {'PATH': os.environ['PATH']},
+      measure=lambda argv, env: times[env[process_settings.ENV]], log=lambda line: None)
+  assert settings.encode() == rules
 
 
 def test_process_settings_overrides_win(tmp_path, monkeypatch):

@@ -294,7 +294,7 @@ def choose(implementation: str, x_shape: Sequence[int], kernel_shape: Sequence[i
   key = tuning.convolution_key(x_shape, kernel_shape, strides, padding, dilation, dtype.name,
                                mode)
   return tuning.convolution_choice(key, candidates, tuple(x_shape), tuple(kernel_shape), dtype,
-                                   mode)
+                                   mode, default=name)
 
 
 def _compute(name: str, x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
