@@ -12,6 +12,11 @@ XLA:CPU a convolution's two gradients cost several times its forward.
     python benchmarks/conv_profile.py [--model small_convnet --size 28 --channels 1 --batch 64]
     python benchmarks/conv_profile.py --model cats_vs_dogs_150 --size 150 --channels 3 --batch 32
     python benchmarks/conv_profile.py --implementations lax,im2col,taps --layers conv1,conv2
+    python benchmarks/conv_profile.py --implementations auto,lax --torch
+
+`--torch` adds each layer as PyTorch computes it on the CPU (`torch.nn.functional.conv2d` with
+the same kernel, bias and ReLU, NCHW, its oneDNN kernels; autograd for the gradients), timed
+after all the JAX rows: which of a step's convolutions XLA:CPU's kernels lose, and by how much.
 
 Then, with `--ops N`, the N XLA operations of cnnjax's real train step (`cnnjax.training.steps.train_step`,
 RMSprop, random batches) that take the most time per step, from a `jax.profiler` trace: each with
@@ -66,6 +71,43 @@ def best_ms(fn, *args, repeats: int) -> float:
     jax.block_until_ready(fn(*args))
     best = min(best, time.perf_counter() - start)
   return best * 1e3
+
+
+def torch_conv_ms(x: np.ndarray, params: dict, expected: np.ndarray,
+                  repeats: int) -> tuple[float, float, float]:
+  """The same layer (3x3 VALID convolution, bias, ReLU) in PyTorch on the CPU (its oneDNN
+  kernels, NCHW as torch.nn runs it): (forward, kernel gradient, input gradient) in ms, each
+  gradient with its forward pass, as the JAX columns."""
+  import torch  # pylint: disable=import-outside-toplevel
+  x = torch.from_numpy(np.array(x.transpose(0, 3, 1, 2)))  # A writable copy.
+  kernel = torch.from_numpy(np.ascontiguousarray(
+      np.asarray(params['kernel']).transpose(3, 2, 0, 1)))
+  bias = torch.from_numpy(np.array(params['bias']))
+
+  def layer(x, kernel):
+    return torch.relu(torch.nn.functional.conv2d(x, kernel, bias))
+
+  def grad(wrt: int):
+    inputs = [x.clone().requires_grad_(wrt == 0), kernel.clone().requires_grad_(wrt == 1)]
+    out = layer(*inputs)
+    return torch.autograd.grad(out, inputs[wrt], torch.ones_like(out))
+
+  def best(fn):
+    fn()  # Warms up (oneDNN builds its kernels on the first call).
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+    return min(times) * 1e3
+
+  with torch.no_grad():
+    out = layer(x, kernel).numpy().transpose(0, 2, 3, 1)
+    if not np.allclose(out, expected, rtol=1e-4, atol=1e-4):
+      raise AssertionError(f'PyTorch computes another layer: largest difference '
+                           f'{np.abs(out - expected).max()} from the JAX layer\'s output')
+    forward = best(lambda: layer(x, kernel))
+  return forward, best(lambda: grad(1)), best(lambda: grad(0))
 
 
 def in_ops_names(total: collections.Counter, ops: dict) -> list[str]:
@@ -153,6 +195,8 @@ def main() -> None:
                       help='comma-separated conv layers to time (default: every one)')
   parser.add_argument('--predict', action='store_true',
                       help='profile the evaluation-mode forward pass instead of the train step')
+  parser.add_argument('--torch', action='store_true',
+                      help='add each conv layer timed in PyTorch (oneDNN) to the per-layer table')
   parser.add_argument('--ops', type=int, default=0,
                       help='then list this many XLA operations of the train step by time')
   args = parser.parse_args()
@@ -201,6 +245,16 @@ def main() -> None:
           f'{best_ms(jax.jit(apply), params, x, repeats=args.repeats):9.2f} '
           f'{best_ms(kernel_grad, params, x, repeats=args.repeats):9.2f} '
           f'{best_ms(input_grad, params, x, repeats=args.repeats):9.2f}')
+  if args.torch and names:
+    # After every JAX row: PyTorch's OpenMP threads spin on for a while after their work.
+    for i, name in enumerate(names):
+      if types[name] == 'Conv2D' and not (args.layers and name not in args.layers.split(',')):
+        x = images if i == 0 else outputs[names[i - 1]]
+        params = variables['params'][name]
+        expected = layers.Conv2D(params['kernel'].shape[-1]).apply({'params': params}, x)
+        times = torch_conv_ms(np.asarray(x), params, np.asarray(expected), args.repeats)
+        print(f'{name:<10s} {"torch":<7s} {str(tuple(x.shape[1:])):<16s} '
+              + ' '.join(f'{t:9.2f}' for t in times))
 
   if args.ops:
     outputs = jax.eval_shape(forward, variables['params'], images).shape[-1]
