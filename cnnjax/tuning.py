@@ -60,9 +60,9 @@ REPEATS = 3
 # A measured candidate replaces the rules' choice only when it is at least this much faster. A
 # few timed calls of one layer (or 30 train steps of a process) scatter by several percent from
 # run to run, and the rules were chosen on whole train steps: on the 2-core AMD EPYC (family 26),
-# 2026-12-01, the main job's conv2 measured 'im2col' 3.56 against 'lax' 3.63 ms, and the whole
-# step with 'im2col' ran 12% slower than with 'lax' (README, Speed: the speed suite's real-data
-# rows 'cnnjax' and 'cnnjax,rules').
+# 2026-12-01, the main job's conv2 measured 'im2col' 3.56 against 'lax' 3.63 ms here, and 2.14
+# against 1.77 ms (forward and kernel gradient, best of 50) in benchmarks/conv_profile.py minutes
+# later (benchmarks/results/conv-profile-small_convnet-conv2-2026-12-01.txt).
 MARGIN = 0.05
 # 2: choices keep the rules' on near-ties (MARGIN); files of 1 chose the plain fastest.
 CACHE_VERSION = 2

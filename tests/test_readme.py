@@ -6,6 +6,8 @@ import json
 import os
 import re
 
+import pytest
+
 from conftest import REPO
 
 
@@ -141,14 +143,18 @@ def test_the_zoo_table_holds_its_outputs_figures():
     assert cells[3] == cell(figures['torch_compile']), (workload, cells[3])
 
 
-def test_the_measured_speed_table_holds_its_outputs_figures():
-  """The Intel Xeon table: every cnnjax, Keras, PyTorch and torch.compile cell and the ratio
+@pytest.mark.parametrize('heading,results', [
+    ('### On the 2-core AMD EPYC (family 26), 2026-12-01', 'cpu-2026-12-01-measured.json'),
+    ('### On the 2-core Intel Xeon (Sapphire Rapids), 2026-11-30', 'cpu-2026-11-30-measured.json'),
+])
+def test_the_measured_speed_table_holds_its_outputs_figures(heading, results):
+  """Each machine's table: every cnnjax, Keras, PyTorch and torch.compile cell and the ratio
   column, from the JSON it names ("as launched" = the best of cnnjax's four process settings)."""
   readme = read('README.md')
-  section = readme[readme.index('### On the 2-core Intel Xeon (Sapphire Rapids), 2026-11-30'):
-                   readme.index('### Earlier: the 2-core AMD EPYC')]
-  assert '--out benchmarks/results/cpu-2026-11-30-measured.json`' in section
-  workloads = json.loads(read('benchmarks/results/cpu-2026-11-30-measured.json'))['workloads']
+  start = readme.index(heading)
+  section = readme[start:readme.index('\n### ', start + len(heading))]
+  assert f'--out benchmarks/results/{results}`' in section
+  workloads = json.loads(read(f'benchmarks/results/{results}'))['workloads']
   settings = ('cnnjax', 'cnnjax,hugepages=off', 'cnnjax,ynn=on', 'cnnjax,ynn=on,hugepages=off')
 
   def fmt(rows, name):
