@@ -15,10 +15,10 @@ asks `choose` for the run's settings:
   `--mode time_steps` (`time_train_steps`: the config's model, optimizer and augmentation, one
   device, random images of `model.input_shape`, `STEPS` timed train steps after compilation), and
   the fastest setting is kept, unless it beats the rules' settings by less than `tuning.MARGIN`
-  (a near-tie keeps the rules: `tuning.fastest`). The choice is cached per machine identity (`tuning.identity`) and
-  workload (`workload_key`: the model group, batch, augmentation, optimizer) in the cache directory
-  of `cnnjax.tuning`, so it is measured once; every run prints the settings and where they came
-  from.
+  (a near-tie keeps the rules: `tuning.fastest`). The choice is cached per machine identity
+  (`tuning.identity`) and workload (`workload_key`: the model group, batch, augmentation,
+  optimizer) in the cache directory of `cnnjax.tuning`, so it is measured once; every run prints
+  the settings and where they came from.
 - otherwise the rules (`rules`).
 
 The decided settings travel in the environment variable CNNJAX_PROCESS_SETTINGS
