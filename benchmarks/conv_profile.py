@@ -92,22 +92,15 @@ def torch_conv_ms(x: np.ndarray, params: dict, expected: np.ndarray,
     out = layer(*inputs)
     return torch.autograd.grad(out, inputs[wrt], torch.ones_like(out))
 
-  def best(fn):
-    fn()  # Warms up (oneDNN builds its kernels on the first call).
-    times = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - start)
-    return min(times) * 1e3
-
+  # `best_ms`'s first call warms up (oneDNN builds its kernels then); PyTorch's CPU calls return
+  # when done, which `jax.block_until_ready` passes through.
   with torch.no_grad():
     out = layer(x, kernel).numpy().transpose(0, 2, 3, 1)
     if not np.allclose(out, expected, rtol=1e-4, atol=1e-4):
       raise AssertionError(f'PyTorch computes another layer: largest difference '
                            f'{np.abs(out - expected).max()} from the JAX layer\'s output')
-    forward = best(lambda: layer(x, kernel))
-  return forward, best(lambda: grad(1)), best(lambda: grad(0))
+    forward = best_ms(layer, x, kernel, repeats=repeats)
+  return forward, best_ms(grad, 1, repeats=repeats), best_ms(grad, 0, repeats=repeats)
 
 
 def in_ops_names(total: collections.Counter, ops: dict) -> list[str]:

@@ -165,7 +165,7 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
   if environ.get(ENV):
     return decode(environ[ENV]), f'{ENV}'
   made = fixed(environ, config)
-  base = rules()
+  ruled = Settings(**{**dataclasses.asdict(rules()), **made})  # The rules where not fixed.
   open_fields = [name for name in FIELDS if name not in made]
   section = config.get('tuning')
   measuring = (section is None or section.get('measure', True)) and environ.get(
@@ -174,7 +174,7 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
     return Settings(**made), 'fixed by the environment or the config'
   if (not measuring or not measure_allowed or config.get('job', 'train') != 'train'
       or _accelerator_possible(environ) or _several_processes(environ)):
-    return Settings(**{**dataclasses.asdict(base), **made}), 'rules (not measured)'
+    return ruled, 'rules (not measured)'
   from cnnjax import tuning  # pylint: disable=import-outside-toplevel
   ident = tuning.identity(environ)  # As this command was started, before its own settings.
   path = tuning.cache_file(ident, kind='process-settings')
@@ -194,11 +194,11 @@ def choose(config, argv: list[str], environ: Mapping[str, str] | None = None, *,
       # The run itself will say what is wrong if it is the config; a failed measurement only
       # costs the choice, which is not cached.
       log(f'process settings: could not time {candidate.describe()} ({error}); the rules')
-      return Settings(**{**dataclasses.asdict(base), **made}), 'rules (measuring failed)'
+      return ruled, 'rules (measuring failed)'
     log(f'process settings: {candidate.describe()}: {times[candidate]:.1f} ms per train step '
         f'(measured in {time.perf_counter() - start:.0f} s)')
   # The rules' settings stay unless a candidate is at least tuning.MARGIN faster.
-  best = tuning.fastest(times, Settings(**{**dataclasses.asdict(base), **made}))
+  best = tuning.fastest(times, ruled)
   choices[key] = {
       'settings': dataclasses.asdict(best),
       'ms_per_step': {candidate.encode(): round(ms, 3) for candidate, ms in times.items()}}
