@@ -80,6 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
   model.widths = config_dict.placeholder(tuple)
   model.convs_per_stage = config_dict.placeholder(object)
   model.first_stride = config_dict.placeholder(int)
+  # A ResNet's blocks per stage (resnet_small's (1, 1, 1): (3, 3, 3) is the CIFAR ResNet-20); its
+  # channels per stage are model.widths, one entry per stage.
+  model.stage_sizes = config_dict.placeholder(tuple)
   # Pretrained initialization (cnnjax/transfer/pretrained.py): a weight file (VGG16's Keras .h5,
   # .weights.h5 or torchvision .pth) or the workdir of a cnnjax run (its best checkpoint); ''
   # starts from scratch. init_layers: regexes of the parameters taken from it (as in

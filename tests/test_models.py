@@ -327,3 +327,26 @@ def test_bn_convnet_takes_its_shape_from_the_config():
   plain.widths = (8, 16)
   with pytest.raises(ConfigError, match='model.widths'):
     create_model(plain)
+
+
+def test_a_resnet_takes_its_blocks_and_widths_from_the_config():
+  """model.stage_sizes / widths: resnet_small (a 16-channel stem) with (2, 1) blocks of 16 and 32
+  channels has exactly those blocks (a projected shortcut only where the size changes); mismatched
+  lengths and a model without stage_sizes are refused."""
+  config = model_config('resnet_small')
+  config.stage_sizes, config.widths = (2, 1), (16, 32)
+  model = create_model(config)
+  images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  params = model.init(jax.random.key(0), images)['params']
+  assert sorted(params['layer1']) == ['0', '1'] and sorted(params['layer2']) == ['0']
+  assert 'downsample' not in params['layer1']['0'] and 'downsample' in params['layer2']['0']
+  assert params['layer1']['1']['conv2']['kernel'].shape == (3, 3, 16, 16)
+  assert params['layer2']['0']['conv1']['kernel'].shape == (3, 3, 16, 32)
+  assert params['fc']['kernel'].shape == (32, 10)
+  config.stage_sizes = (2, 1, 1)
+  with pytest.raises(ConfigError, match='stage_sizes'):
+    create_model(config).init(jax.random.key(0), images)
+  plain = model_config('bn_convnet')
+  plain.stage_sizes = (1, 1, 1)
+  with pytest.raises(ConfigError, match='model.stage_sizes'):
+    create_model(plain)

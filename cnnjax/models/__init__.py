@@ -55,9 +55,9 @@ def create_model(model_config) -> nn.Module:
   """Builds the module a config's `model` group describes.
 
   Fields read: `name`; optional `num_outputs`, `dropout_rate`, `preprocess`, `bn_momentum`,
-  `bn_epsilon`, `conv_implementation`, `widths`, `convs_per_stage`, `first_stride` (override the
-  variant's defaults when set: None or absent keeps them; a field the model does not have is an
-  error) and `dtype` ('float32' or 'bfloat16' compute).
+  `bn_epsilon`, `conv_implementation`, `widths`, `convs_per_stage`, `first_stride`,
+  `stage_sizes` (override the variant's defaults when set: None or absent keeps them; a field the
+  model does not have is an error) and `dtype` ('float32' or 'bfloat16' compute).
   """
   name = model_config.name
   if name not in MODELS:
@@ -69,7 +69,8 @@ def create_model(model_config) -> nn.Module:
               if dataclasses.is_dataclass(module_class) else None)
   kwargs = {}
   for field in ('num_outputs', 'dropout_rate', 'preprocess', 'bn_momentum', 'bn_epsilon',
-                'conv_implementation', 'widths', 'convs_per_stage', 'first_stride'):
+                'conv_implementation', 'widths', 'convs_per_stage', 'first_stride',
+                'stage_sizes'):
     value = model_config.get(field)
     if value is None:
       continue
