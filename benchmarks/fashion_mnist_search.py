@@ -23,6 +23,7 @@ last checkpoint, has no epochs left, and evaluates its best epoch by val_loss on
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -64,8 +65,9 @@ def main() -> None:
   print(report['machine'], flush=True)
   if args.keep:
     os.makedirs(args.keep, exist_ok=True)
-  with tempfile.TemporaryDirectory(prefix='fashion-mnist-search-') as temporary:
-    scratch = os.path.abspath(args.keep) if args.keep else temporary
+  workdirs = (contextlib.nullcontext(os.path.abspath(args.keep)) if args.keep
+              else tempfile.TemporaryDirectory(prefix='fashion-mnist-search-'))
+  with workdirs as scratch:
     for trial in trials:
       overrides = args.common.split() + trial.split()
       result = run_trial(args.config, overrides, args.seed, scratch)
